@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MediaoptConfig(AppConfig):
+    name = "mediaopt"
+    verbose_name = "Media library"

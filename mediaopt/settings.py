@@ -1,0 +1,197 @@
+"""Settings for mediaopt, driven by environment variables with embedded defaults.
+
+The default needs no services: SQLite in ``var/`` (WAL, immediate transactions) and the
+django-q2 ORM broker. ``DATABASE_URL`` (PostgreSQL) and ``REDIS_URL`` scale it out.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from mediaopt import keys
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("MEDIAOPT_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = keys.secret_key(VAR_DIR)
+FERNET_KEYS = keys.fernet_keys(VAR_DIR)
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+    if host.strip()
+]
+CSRF_TRUSTED_ORIGINS = [
+    origin.strip()
+    for origin in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",")
+    if origin.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_q",
+    "mediaopt.apps.MediaoptConfig",
+    "metadata.apps.MetadataConfig",
+    "billing.apps.BillingConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "mediaopt.urls"
+WSGI_APPLICATION = "mediaopt.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+SQLITE_OPTIONS = {
+    # NOTES.md: without these a cluster beside web writes hit "database is locked".
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+    if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "mediaopt.sqlite3",
+            "OPTIONS": SQLITE_OPTIONS,
+            # A file, not memory: tests that start processes or a browser share it.
+            "TEST": {"NAME": VAR_DIR / f"test-{os.getpid()}.sqlite3"},
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+LOGIN_URL = "admin:login"
+
+# Uploads: the admin's multi-file upload posts many files at once.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+MEDIAOPT_MAX_UPLOAD_BYTES = env_int("MEDIAOPT_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+SYNC_TASKS = env_bool("MEDIAOPT_SYNC_TASKS", False)
+
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL}}
+else:
+    # Shared between processes, so qinfo and django-q2's stats work with the ORM broker.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                          "LOCATION": "mediaopt_cache"}}
+
+Q_CLUSTER: dict = {
+    "name": "mediaopt",
+    "workers": env_int("MEDIAOPT_WORKERS", 2),
+    # NOTES.md: retry well above timeout, a short in-memory queue, idempotent tasks.
+    "timeout": 300,
+    "retry": 660,
+    "queue_limit": env_int("MEDIAOPT_WORKERS", 2),
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "sync": SYNC_TASKS,
+    "save_limit": 1000,
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# The vision provider. OPENAI_API_KEY is the server's (bundled) key; without one the
+# heuristic provider is used. OPENAI_BASE_URL reaches any OpenAI-compatible server.
+OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
+OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
+OPENAI_TIMEOUT = float(os.environ.get("OPENAI_TIMEOUT", "60"))
+# Our one retry policy: attempts in all (the SDK's own retries are off).
+MEDIAOPT_PROVIDER_ATTEMPTS = env_int("MEDIAOPT_PROVIDER_ATTEMPTS", 3)
+MEDIAOPT_RETRY_BASE_SECONDS = float(os.environ.get("MEDIAOPT_RETRY_BASE_SECONDS", "1.0"))
+
+# Pillow limits (images.py).
+MEDIAOPT_MAX_IMAGE_PIXELS = env_int("MEDIAOPT_MAX_IMAGE_PIXELS", 64_000_000)
+MEDIAOPT_MAX_FRAMES = env_int("MEDIAOPT_MAX_FRAMES", 1000)
+MEDIAOPT_PREVIEW_SIZE = env_int("MEDIAOPT_PREVIEW_SIZE", 512)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # The SDK logs request options at DEBUG; keep it quiet unless asked.
+        "openai": {"level": os.environ.get("OPENAI_LOG_LEVEL", "WARNING")},
+        "httpx2": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+import os
+from functools import partial
+
+from django.conf import settings
+from django.db import models
+
+from metadata.schema import (
+    ALT_TEXT_MAX,
+    CAPTION_MAX,
+    DESCRIPTION_MAX,
+    FIELDS,
+    MAX_LENGTHS,
+    TITLE_MAX,
+    Source,
+)
+
+
+class Strategy(models.TextChoices):
+    FILL_EMPTY = "fill_empty", "Fill empty fields only"
+    OVERWRITE = "overwrite", "Overwrite (keep fields edited by hand)"
+    PER_FIELD = "per_field", "Choose per field"
+
+
+class Detail(models.TextChoices):
+    LOW = "low", "Low (cheaper)"
+    HIGH = "high", "High"
+    AUTO = "auto", "Auto"
+
+
+class RevisionKind(models.TextChoices):
+    IMPORT = "import", "Import"
+    GENERATED = "generated", "Generated"
+    MANUAL = "manual", "Manual edit"
+    RESTORE = "restore", "Restore"
+    UNDO = "undo", "Undo"
+
+
+class MetadataRevisionQuerySet(models.QuerySet):
+    def for_asset(self, asset_id: int) -> MetadataRevisionQuerySet:
+        return self.filter(asset_id=asset_id).order_by("-number")
+
+
+class MetadataRevision(models.Model):
+    """A full snapshot of an asset's metadata after one change. Append-only."""
+
+    asset = models.ForeignKey(
+        "mediaopt.MediaAsset", on_delete=models.CASCADE, related_name="revisions"
+    )
+    number = models.PositiveIntegerField(help_text="1 for the import, then one more each change.")
+    kind = models.CharField(max_length=16, choices=RevisionKind.choices)
+
+    alt_text = models.CharField(max_length=ALT_TEXT_MAX, blank=True)
+    title = models.CharField(max_length=TITLE_MAX, blank=True)
+    caption = models.CharField(max_length=CAPTION_MAX, blank=True)
+    description = models.TextField(max_length=DESCRIPTION_MAX, blank=True)
+    keywords = models.CharField(max_length=MAX_LENGTHS["keywords"], blank=True)
+    alt_text_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    title_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    caption_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    description_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    keywords_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    is_decorative = models.BooleanField(default=False)
+    changed_fields = models.JSONField(default=list, blank=True)
+
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    job = models.ForeignKey(
+        "metadata.RegenerationJob",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="revisions",
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    provider = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = MetadataRevisionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["asset", "number"], name="revision_number_per_asset"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset_id} r{self.number} ({self.get_kind_display()})"
+
+    def values(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in FIELDS}
+
+    def sources(self) -> dict[str, str]:
+        return {name: getattr(self, f"{name}_source") for name in FIELDS}
+
+
+class JobKind(models.TextChoices):
+    UPLOAD = "upload", "Upload"
+    IMPORT = "import", "Import"
+    SINGLE = "single", "Single image"
+    BULK = "bulk", "Bulk"
+    UNDO = "undo", "Undo"
+    RETRY = "retry", "Retry"
+
+
+class JobState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed"
+
+
+class RegenerationJob(models.Model):
+    """A unit of generation work over some assets. States move only through jobs.py."""
+
+    kind = models.CharField(max_length=16, choices=JobKind.choices)
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.DRAFT)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state"])]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} ({self.get_kind_display()}, {self.get_state_display()})"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def default_fields() -> list[str]:
+    raw = os.environ.get("MEDIAOPT_DEFAULT_FIELDS")
+    if not raw:
+        return list(FIELDS)
+    return [name for name in (part.strip() for part in raw.split(",")) if name in FIELDS]
+
+
+class SettingsManager(models.Manager):
+    def current(self) -> Settings:
+        """The installation's one Settings row, created from the environment on first use."""
+        settings_row, _ = self.get_or_create(pk=1)
+        return settings_row
+
+
+class Settings(models.Model):
+    """The installation's generation settings: one row, edited on the admin's settings page.
+
+    Field defaults come from environment variables, read when the row is first created.
+    """
+
+    generate_on_upload = models.BooleanField(
+        default=partial(_env_bool, "MEDIAOPT_GENERATE_ON_UPLOAD", True),
+        help_text="Write metadata for new uploads and imports at once.",
+    )
+    heuristic_fallback = models.BooleanField(
+        default=partial(_env_bool, "MEDIAOPT_HEURISTIC_FALLBACK", True),
+        help_text=(
+            "When AI fails for an upload, fill what embedded text and file names tell. "
+            "Bulk jobs never fall back."
+        ),
+    )
+    default_fields = models.JSONField(
+        default=default_fields, help_text="Fields written unless a run chooses others."
+    )
+    default_strategy = models.CharField(
+        max_length=16,
+        choices=Strategy.choices,
+        default=partial(_env, "MEDIAOPT_DEFAULT_STRATEGY", Strategy.FILL_EMPTY),
+    )
+    language = models.CharField(
+        max_length=35,
+        default=partial(_env, "MEDIAOPT_LANGUAGE", "en"),
+        help_text="Language of the generated text, e.g. en, de, pt-BR.",
+    )
+    site_context = models.TextField(
+        blank=True,
+        max_length=500,
+        default=partial(_env, "MEDIAOPT_SITE_CONTEXT", ""),
+        help_text="A sentence about the site, given to the model, e.g. 'a bakery in Lyon'.",
+    )
+    model = models.CharField(
+        max_length=100, default=partial(_env, "MEDIAOPT_MODEL", "gpt-4o-mini")
+    )
+    detail = models.CharField(
+        max_length=8,
+        choices=Detail.choices,
+        default=partial(_env, "MEDIAOPT_DETAIL", Detail.LOW),
+    )
+    requests_per_minute = models.PositiveIntegerField(
+        default=partial(_env_int, "MEDIAOPT_REQUESTS_PER_MINUTE", 500)
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        default=partial(_env_int, "MEDIAOPT_TOKENS_PER_MINUTE", 200_000)
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SettingsManager()
+
+    class Meta:
+        verbose_name = "settings"
+        verbose_name_plural = "settings"
+
+    def __str__(self) -> str:
+        return "Settings"

@@ -1,0 +1,51 @@
+"""Fixtures shared by every test.
+
+Tests marked ``browser`` or ``services`` skip when Chromium, PostgreSQL or Redis is absent,
+except under ``MEDIAOPT_REQUIRE_SERVICES=1`` (CI), where any skip fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("MEDIAOPT_REQUIRE_SERVICES") == "1"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a test whose service is missing; under REQUIRE_SERVICES, fail it instead."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Each test writes media into its own folder."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MEDIA_ROOT.mkdir()
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def no_server_key(settings, monkeypatch):
+    """No test reaches a real provider: the server key is empty unless a test sets one."""
+    settings.OPENAI_API_KEY = ""
+    settings.OPENAI_BASE_URL = ""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    settings.MEDIAOPT_RETRY_BASE_SECONDS = 0.0
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not REQUIRE_SERVICES:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped and session.exitstatus == 0:
+        reporter.write_line(
+            f"MEDIAOPT_REQUIRE_SERVICES=1: {len(skipped)} skipped test(s) fail the run.",
+            red=True,
+        )
+        session.exitstatus = 1
