@@ -75,7 +75,10 @@ class MetadataRevision(models.Model):
         related_name="revisions",
     )
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     provider = models.CharField(max_length=32, blank=True)
@@ -127,7 +130,10 @@ class RegenerationJob(models.Model):
     kind = models.CharField(max_length=16, choices=JobKind.choices)
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.DRAFT)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -206,9 +212,7 @@ class Settings(models.Model):
         default=partial(_env, "MEDIAOPT_SITE_CONTEXT", ""),
         help_text="A sentence about the site, given to the model, e.g. 'a bakery in Lyon'.",
     )
-    model = models.CharField(
-        max_length=100, default=partial(_env, "MEDIAOPT_MODEL", "gpt-4o-mini")
-    )
+    model = models.CharField(max_length=100, default=partial(_env, "MEDIAOPT_MODEL", "gpt-4o-mini"))
     detail = models.CharField(
         max_length=8,
         choices=Detail.choices,

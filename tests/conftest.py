@@ -10,6 +10,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.fakeopenai_fixtures"]
+
 REQUIRE_SERVICES = os.environ.get("MEDIAOPT_REQUIRE_SERVICES") == "1"
 
 

@@ -45,9 +45,7 @@ class ErrorKind(enum.StrEnum):
 class ProviderError(Exception):
     """A failed describe call, classified so the caller can retry, fail or pause."""
 
-    def __init__(
-        self, reason: str, *, kind: ErrorKind, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, reason: str, *, kind: ErrorKind, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.kind = kind

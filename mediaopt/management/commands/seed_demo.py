@@ -1,0 +1,25 @@
+from django.core.management.base import BaseCommand
+
+from mediaopt import demo, ingest
+from mediaopt.models import MediaAsset
+from metadata import generation
+
+
+class Command(BaseCommand):
+    help = "Create the demo admin login and, in an empty library, a few demo images."
+
+    def handle(self, *args, **options):
+        username, password = demo.ensure_admin()
+        password = password or demo.saved_password()
+        if not MediaAsset.objects.exists():
+            imported = []
+            for image in demo.DEMO_IMAGES:
+                outcome = ingest.import_file(source=demo.draw(image), original_name=image.name)
+                if outcome.asset and outcome.status == ingest.IMPORTED:
+                    imported.append(outcome.asset)
+            generation.generate_after_upload(assets=imported)
+            self.stdout.write(f"Imported {len(imported)} demo images.")
+        if password:
+            self.stdout.write(self.style.SUCCESS(f"Demo login: {username} / {password}"))
+        else:
+            self.stdout.write(f"Demo login: {username} (password set earlier; not stored here)")
