@@ -71,6 +71,8 @@ def _request(asset: MediaAsset, row: Settings, options: GenerationOptions, previ
             "title": embedded.title,
             "description": embedded.description,
             "keywords": ", ".join(embedded.keywords),
+            # Only so the heuristic can refuse text that merely names the camera.
+            "camera": embedded.camera,
         },
     )
 
