@@ -45,6 +45,8 @@ def web_child(*, host: str, port: int, workers: int, threads: int) -> Child:
             f"{host}:{port}",
             "--access-logfile",
             "-",
+            # Unused, and a second instance on the same machine would fight over its path.
+            "--no-control-socket",
             # Long work never runs in a request; this only bounds a stuck one.
             "--timeout",
             "60",

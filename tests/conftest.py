@@ -40,6 +40,12 @@ def no_server_key(settings, monkeypatch):
     settings.MEDIAOPT_RETRY_BASE_SECONDS = 0.0
 
 
+def pytest_collection_modifyitems(config, items):
+    """Browser tests last: Playwright's sync API leaves an event loop running in this thread,
+    which Django's async-safety check would hold against every test after it."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 def pytest_sessionfinish(session, exitstatus):
     if not REQUIRE_SERVICES:
         return

@@ -1,0 +1,458 @@
+"""The media library in the admin: thumbnails, filters, multi-file upload, the change form.
+
+The admin is a thin shell: ingest.py brings files in, generation.py writes metadata for
+them, and revisions.py is the only writer of an asset's metadata, so `save_model` never
+saves the asset itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.forms.utils import ErrorList
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from mediaopt import images, ingest
+from mediaopt.models import MediaAsset
+from metadata import generation, revisions
+from metadata.models import MetadataRevision
+from metadata.schema import FIELDS, source_field
+
+# The fields a person may edit; everything else on the page is a file fact.
+EDITABLE_FIELDS: tuple[str, ...] = (*FIELDS, "is_decorative")
+
+
+def stale_message(number: int | None) -> str:
+    current = f"revision {number}" if number is not None else "a newer revision"
+    return (
+        f"This image's metadata changed since you opened it ({current}). "
+        "Reload to see the new values; your changes were not saved."
+    )
+
+
+class MediaAssetForm(forms.ModelForm):
+    # The revision the person saw when the form was rendered. A save is refused when the
+    # asset has moved on meanwhile (a job, another tab, another person), so nobody
+    # silently overwrites values they never saw.
+    based_on_revision = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+    class Meta:
+        model = MediaAsset
+        fields = list(EDITABLE_FIELDS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "based_on_revision" in self.fields and self.instance.pk:
+            self.fields["based_on_revision"].initial = self.instance.current_revision_id
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.instance.pk and "based_on_revision" in self.fields:
+            # Read afresh: the instance was loaded at the start of this request, but a
+            # job may have written between then and now.
+            current_id = (
+                MediaAsset.objects.filter(pk=self.instance.pk)
+                .values_list("current_revision_id", flat=True)
+                .first()
+            )
+            if cleaned.get("based_on_revision") != current_id:
+                raise forms.ValidationError(
+                    stale_message(revision_number(current_id)), code="stale_revision"
+                )
+        return cleaned
+
+
+def revision_number(revision_id: int | None) -> int | None:
+    if revision_id is None:
+        return None
+    return MetadataRevision.objects.filter(pk=revision_id).values_list("number", flat=True).first()
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Many files in one input (Django docs, "Uploading multiple files").
+
+    Each file is only collected here: ingest.import_file judges it and says why it
+    refuses one, so a single bad file does not reject the whole batch.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": "image/*"}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list[Any]:
+        files = [item for item in (data if isinstance(data, (list, tuple)) else [data]) if item]
+        if not files and self.required:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
+        return files
+
+
+class UploadForm(forms.Form):
+    files = MultipleFileField(label="Images")
+
+
+class MissingAltTextFilter(admin.SimpleListFilter):
+    title = "alt text"
+    parameter_name = "alt_text_missing"
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> Sequence[tuple[str, str]]:
+        return (("yes", "Missing alt text"), ("no", "Has alt text or is decorative"))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        if self.value() == "yes":
+            return queryset.missing_alt_text()
+        if self.value() == "no":
+            # The complement is defined by the same queryset method, so the two choices
+            # can never disagree about what "missing" means.
+            return queryset.exclude(pk__in=MediaAsset.objects.missing_alt_text().values("pk"))
+        return queryset
+
+
+class RevisionInline(admin.TabularInline):
+    """The asset's history, newest first. Read-only: revisions are append-only."""
+
+    model = MetadataRevision
+    fk_name = "asset"
+    verbose_name = "revision"
+    verbose_name_plural = "history"
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("-number",)
+    fields = readonly_fields = (
+        "number",
+        "kind",
+        "changed_fields_display",
+        "alt_text",
+        "alt_text_source",
+        "provider",
+        "model",
+        "actor",
+        "created_at",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("actor")
+
+    @admin.display(description="changed")
+    def changed_fields_display(self, revision: MetadataRevision) -> str:
+        return ", ".join(revision.changed_fields) or "—"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(MediaAsset)
+class MediaAssetAdmin(admin.ModelAdmin):
+    form = MediaAssetForm
+    inlines = [RevisionInline]
+    list_display = (
+        "thumbnail_display",
+        "original_name",
+        "alt_text_display",
+        "alt_text_source",
+        "is_decorative",
+        "size_display",
+        "created_at",
+    )
+    list_display_links = ("thumbnail_display", "original_name")
+    list_filter = (MissingAltTextFilter, "alt_text_source", "is_decorative")
+    search_fields = ("original_name", "alt_text", "title", "caption", "keywords")
+    # A COUNT(*) over a large library on every page view costs more than it tells.
+    show_full_result_count = False
+    readonly_fields = (
+        "preview_display",
+        "original_name",
+        "format",
+        "dimensions_display",
+        "bytes_display",
+        "sha256_display",
+        "revision_display",
+        "created_at",
+        *(source_field(name) for name in FIELDS),
+    )
+    fieldsets = (
+        (None, {"fields": ("preview_display",)}),
+        (
+            "Metadata",
+            {
+                # Each field with its source beside it, so a person sees which values
+                # were generated, embedded, guessed or typed by hand.
+                "fields": (
+                    *((name, source_field(name)) for name in FIELDS),
+                    "is_decorative",
+                    "based_on_revision",
+                )
+            },
+        ),
+        (
+            "File",
+            {
+                "fields": (
+                    "original_name",
+                    ("format", "dimensions_display", "bytes_display"),
+                    "sha256_display",
+                    ("revision_display", "created_at"),
+                )
+            },
+        ),
+    )
+    change_list_template = "admin/mediaopt/mediaasset/change_list.html"
+    upload_template = "admin/mediaopt/mediaasset/upload.html"
+
+    # --- list ---------------------------------------------------------------------------
+
+    @admin.display(description="image")
+    def thumbnail_display(self, asset: MediaAsset) -> str:
+        image = asset.thumbnail or asset.file
+        if not image:
+            return "—"
+        # Alt text may come from a model: format_html escapes it into a quoted attribute.
+        return format_html(
+            '<img src="{}" alt="{}" loading="lazy" class="mediaopt-thumb">',
+            image.url,
+            asset.alt_text,
+        )
+
+    @admin.display(description="alt text", ordering="alt_text")
+    def alt_text_display(self, asset: MediaAsset) -> str | None:
+        if asset.is_decorative and not asset.alt_text:
+            return "(decorative)"
+        return Truncator(asset.alt_text).chars(80) or None
+
+    @admin.display(description="size", ordering="bytes")
+    def size_display(self, asset: MediaAsset) -> str:
+        return f"{asset.width}×{asset.height}, {filesizeformat(asset.bytes)}"
+
+    # --- change form --------------------------------------------------------------------
+
+    @admin.display(description="preview")
+    def preview_display(self, asset: MediaAsset) -> str:
+        if not asset.pk or not asset.file:
+            return "—"
+        return format_html(
+            '<img src="{}" alt="{}" class="mediaopt-preview">', asset.file.url, asset.alt_text
+        )
+
+    @admin.display(description="dimensions")
+    def dimensions_display(self, asset: MediaAsset) -> str:
+        return f"{asset.width} × {asset.height} px"
+
+    @admin.display(description="size")
+    def bytes_display(self, asset: MediaAsset) -> str:
+        if asset.bytes < 1024:
+            return filesizeformat(asset.bytes)
+        return f"{filesizeformat(asset.bytes)} ({asset.bytes:,} bytes)"
+
+    @admin.display(description="SHA-256")
+    def sha256_display(self, asset: MediaAsset) -> str:
+        return asset.sha256
+
+    @admin.display(description="current revision")
+    def revision_display(self, asset: MediaAsset) -> str:
+        revision = asset.current_revision
+        if revision is None:
+            return "—"
+        return f"{revision.number} ({revision.get_kind_display()})"
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        # Images are added only by uploading files, never from a blank form.
+        extra_context = {**(extra_context or {}), "show_save_and_add_another": False}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_fieldsets(self, request: HttpRequest, obj: MediaAsset | None = None) -> Any:
+        if obj is not None and self.has_change_permission(request, obj):
+            return self.fieldsets
+        # A view-only page posts nothing, so it carries no stale-revision guard (and the
+        # admin would try to show the hidden field as a read-only row).
+        return tuple(
+            (
+                name,
+                {
+                    **options,
+                    "fields": tuple(f for f in options["fields"] if f != "based_on_revision"),
+                },
+            )
+            for name, options in self.fieldsets
+        )
+
+    def save_model(
+        self, request: HttpRequest, obj: MediaAsset, form: forms.ModelForm, change: bool
+    ) -> None:
+        changed = [name for name in form.changed_data if name in EDITABLE_FIELDS]
+        obj._mediaopt_stale = None  # type: ignore[attr-defined]
+        if not changed:
+            return
+        try:
+            revisions.apply_manual(
+                asset=obj,
+                values={name: form.cleaned_data[name] for name in FIELDS},
+                is_decorative=form.cleaned_data["is_decorative"],
+                changed_fields=changed,
+                actor=request.user,
+                based_on_revision_id=form.cleaned_data.get("based_on_revision"),
+            )
+        except revisions.StaleRevision as error:
+            # A job wrote between form.clean() and here: the form check cannot close
+            # that window, the conditional write in revisions.py does.
+            obj.refresh_from_db()
+            obj._mediaopt_stale = error  # type: ignore[attr-defined]
+            self.message_user(
+                request,
+                stale_message(revision_number(obj.current_revision_id)),
+                messages.ERROR,
+            )
+
+    def save_formset(
+        self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool
+    ) -> None:
+        # The only inline is the read-only history: write nothing, but leave the lists the
+        # admin's change message reads.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
+    def log_change(self, request: HttpRequest, obj: MediaAsset, message: Any) -> Any:
+        if getattr(obj, "_mediaopt_stale", None) is not None:
+            return None
+        return super().log_change(request, obj, message)
+
+    def response_change(self, request: HttpRequest, obj: MediaAsset) -> HttpResponse:
+        if getattr(obj, "_mediaopt_stale", None) is not None:
+            # Back to the form, which now shows the newer values; no success message.
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
+
+    # --- upload -------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        info = (self.opts.app_label, self.opts.model_name)
+        return [
+            path(
+                "upload/",
+                self.admin_site.admin_view(self.upload_view),
+                name="{}_{}_upload".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        # Assets come only from files: the admin's "Add" leads to the upload page.
+        return HttpResponseRedirect(self.upload_url())
+
+    def upload_url(self) -> str:
+        return reverse(
+            f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_upload"
+        )
+
+    def upload_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            form = UploadForm(request.POST, request.FILES)
+            if form.is_valid():
+                self.import_uploads(request, form.cleaned_data["files"])
+                return HttpResponseRedirect(
+                    reverse(
+                        f"{self.admin_site.name}:{self.opts.app_label}_"
+                        f"{self.opts.model_name}_changelist"
+                    )
+                )
+        else:
+            form = UploadForm()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "title": "Upload images",
+            "form": form,
+            "errors": form.errors.get("files", ErrorList()),
+            "has_view_permission": self.has_view_permission(request),
+            "max_upload_bytes": settings.MEDIAOPT_MAX_UPLOAD_BYTES,
+            "formats": ", ".join(images.ALLOWED_FORMATS),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.upload_template, context)
+
+    def import_uploads(self, request: HttpRequest, files: list) -> None:
+        outcomes = [
+            ingest.import_file(source=upload, original_name=upload.name, actor=request.user)
+            for upload in files
+        ]
+        imported = [o.asset for o in outcomes if o.status == ingest.IMPORTED and o.asset]
+        generated = (
+            generation.generate_after_upload(assets=imported, actor=request.user)
+            if imported
+            else []
+        )
+        summary, level = upload_summary(outcomes)
+        self.message_user(request, summary, level)
+        # Empty when the settings turn generation on upload off; otherwise one per asset.
+        failures = [
+            (asset, outcome)
+            for asset, outcome in zip(imported, generated, strict=False)
+            if not outcome.ok
+        ]
+        if failures:
+            self.message_user(
+                request,
+                "Metadata could not be written for "
+                + "; ".join(f"{asset.original_name} — {o.reason}" for asset, o in failures),
+                messages.WARNING,
+            )
+
+
+def upload_summary(outcomes: Sequence[ingest.ImportOutcome]) -> tuple[str, int]:
+    """One line for the whole batch, e.g. "2 images uploaded; 1 duplicate skipped (...)".
+
+    Names are the user's own file names; the admin's message template escapes them.
+    """
+    imported = [o for o in outcomes if o.status == ingest.IMPORTED]
+    duplicates = [o for o in outcomes if o.status == ingest.DUPLICATE]
+    rejected = [o for o in outcomes if o.status == ingest.REJECTED]
+    parts = [f"{len(imported)} image{'' if len(imported) == 1 else 's'} uploaded"]
+    if duplicates:
+        names = "; ".join(
+            f"{o.original_name} is already in the library as {o.asset.original_name}"
+            if o.asset
+            else o.original_name
+            for o in duplicates
+        )
+        noun = "duplicate" if len(duplicates) == 1 else "duplicates"
+        parts.append(f"{len(duplicates)} {noun} skipped ({names})")
+    if rejected:
+        details = "; ".join(f"{o.original_name} — {o.reason}" for o in rejected)
+        parts.append(f"{len(rejected)} rejected: {details}")
+    if rejected:
+        level = messages.WARNING if imported or duplicates else messages.ERROR
+    else:
+        level = messages.SUCCESS if imported else messages.INFO
+    return "; ".join(parts), level
