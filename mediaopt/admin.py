@@ -164,6 +164,11 @@ class RevisionInline(admin.TabularInline):
         return False
 
 
+admin.site.site_header = "mediaopt"
+admin.site.site_title = "mediaopt"
+admin.site.index_title = "Image library and metadata"
+
+
 @admin.register(MediaAsset)
 class MediaAssetAdmin(admin.ModelAdmin):
     form = MediaAssetForm
