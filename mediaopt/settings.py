@@ -159,18 +159,36 @@ else:
         }
     }
 
+# Two clusters share one signing salt ("name") and the broker, each on its own queue:
+# "bulk" (the default) and "interactive" (uploads, single clicks), so a click never waits
+# behind a big job. Start the second with Q_CLUSTER_NAME=interactive (django_q/conf.py
+# then applies ALT_CLUSTERS["interactive"]). Schedules must name cluster "bulk": with
+# cluster_name != name, django-q2 runs no schedule whose cluster is empty.
+# NOTES.md: retry at least twice the timeout, an in-memory queue no longer than the
+# workers, failures acknowledged (a job runner is re-enqueued by jobs.recover(), never by
+# django-q2's redelivery), and every task idempotent.
+_Q_TIMEOUT = env_int("MEDIAOPT_Q_TIMEOUT", 300)
 Q_CLUSTER: dict = {
     "name": "mediaopt",
+    "cluster_name": "bulk",
     "workers": env_int("MEDIAOPT_WORKERS", 2),
-    # NOTES.md: retry well above timeout, a short in-memory queue, idempotent tasks.
-    "timeout": 300,
-    "retry": 660,
+    "timeout": _Q_TIMEOUT,
+    "retry": max(env_int("MEDIAOPT_Q_RETRY", 660), 2 * _Q_TIMEOUT),
     "queue_limit": env_int("MEDIAOPT_WORKERS", 2),
     "max_attempts": 1,
     "ack_failures": True,
     "catch_up": False,
     "sync": SYNC_TASKS,
     "save_limit": 1000,
+    "ALT_CLUSTERS": {
+        "interactive": {
+            "workers": env_int("MEDIAOPT_INTERACTIVE_WORKERS", 2),
+            "queue_limit": env_int("MEDIAOPT_INTERACTIVE_WORKERS", 2),
+            # A single image is quick; a runner still hands over well before this.
+            "timeout": _Q_TIMEOUT,
+            "retry": max(env_int("MEDIAOPT_Q_RETRY", 660), 2 * _Q_TIMEOUT),
+        },
+    },
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

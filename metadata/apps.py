@@ -1,6 +1,35 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+RECOVER_SCHEDULE = "mediaopt.recover"
+
+
+def create_recover_schedule(*, using: str = "default", **kwargs) -> None:
+    """The every-minute jobs.recover() schedule, created or corrected after each migrate.
+
+    A post_migrate handler rather than a data migration: transactional tests flush tables,
+    and this runs again after each flush (NOTES.md).
+    """
+    from django_q.models import Schedule
+
+    Schedule.objects.using(using).update_or_create(
+        name=RECOVER_SCHEDULE,
+        defaults={
+            "func": "metadata.tasks.recover",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+            # With two clusters, django-q2 runs a schedule without a cluster nowhere
+            # (cluster_name "bulk" differs from the name): give it the bulk cluster.
+            "cluster": "bulk",
+        },
+    )
 
 
 class MetadataConfig(AppConfig):
     name = "metadata"
     verbose_name = "Metadata"
+
+    def ready(self) -> None:
+        # After django_q's own migrations exist; sender=self runs it once per migrate.
+        post_migrate.connect(create_recover_schedule, sender=self, dispatch_uid=RECOVER_SCHEDULE)

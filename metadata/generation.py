@@ -77,6 +77,30 @@ def _request(asset: MediaAsset, row: Settings, options: GenerationOptions, previ
     )
 
 
+def ai_request(*, asset: MediaAsset, row: Settings, options: GenerationOptions) -> DescribeRequest:
+    """Open the image and build what the model sees. Raises ImageError.
+
+    Separate from the call so a job runner opens images (CPU, database) in its own
+    thread and hands threads only the HTTP call.
+    """
+    with asset.file.open("rb") as handle:
+        preview = images.preview(handle)
+    return _request(asset, row, options, preview)
+
+
+def call_ai_once(
+    *, request: DescribeRequest, row: Settings, decision: gate.Decision
+) -> DescribeResult:
+    """One provider call, no retries and no database access. Raises ProviderError.
+
+    Job runners own their retry policy (an item's not_before), so they call this.
+    """
+    from metadata.providers.openai import OpenAIConfig, OpenAIProvider
+
+    provider = OpenAIProvider(OpenAIConfig.from_settings(row, api_key=decision.api_key))
+    return provider.describe(request)
+
+
 def describe_with_ai(
     *, asset: MediaAsset, row: Settings, options: GenerationOptions, decision: gate.Decision
 ) -> DescribeResult:
@@ -84,12 +108,11 @@ def describe_with_ai(
     from metadata.providers.openai import OpenAIConfig, OpenAIProvider
     from metadata.providers.retry import call_with_retries
 
-    with asset.file.open("rb") as handle:
-        preview = images.preview(handle)
+    request = ai_request(asset=asset, row=row, options=options)
     provider = OpenAIProvider(OpenAIConfig.from_settings(row, api_key=decision.api_key))
     return call_with_retries(
         provider,
-        _request(asset, row, options, preview),
+        request,
         attempts=settings.MEDIAOPT_PROVIDER_ATTEMPTS,
         base_delay=settings.MEDIAOPT_RETRY_BASE_SECONDS,
     )

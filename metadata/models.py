@@ -5,6 +5,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from metadata.schema import (
     ALT_TEXT_MAX,
@@ -96,7 +97,7 @@ class MetadataRevision(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.asset_id} r{self.number} ({self.get_kind_display()})"
+        return f"Revision {self.number} ({self.get_kind_display()})"
 
     def values(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in FIELDS}
@@ -124,11 +125,37 @@ class JobState(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class JobQueue(models.TextChoices):
+    """Each queue has its own cluster, so a click never waits behind a big job."""
+
+    BULK = "bulk", "Bulk"
+    INTERACTIVE = "interactive", "Interactive"
+
+
+class ItemState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    CLAIMED = "claimed", "Claimed"
+    SUCCEEDED = "succeeded", "Succeeded"
+    SKIPPED = "skipped", "Skipped"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# An item in one of these states holds its asset: at most one per asset (a DB constraint).
+ACTIVE_ITEM_STATES = (ItemState.PENDING, ItemState.CLAIMED)
+
+
+class RegenerationJobQuerySet(models.QuerySet):
+    def unfinished(self) -> RegenerationJobQuerySet:
+        return self.filter(state__in=[JobState.QUEUED, JobState.RUNNING])
+
+
 class RegenerationJob(models.Model):
     """A unit of generation work over some assets. States move only through jobs.py."""
 
     kind = models.CharField(max_length=16, choices=JobKind.choices)
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.DRAFT)
+    queue = models.CharField(max_length=16, choices=JobQueue.choices, default=JobQueue.BULK)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -136,7 +163,26 @@ class RegenerationJob(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    scope = models.JSONField(
+        default=dict, blank=True, help_text="What was selected: asset ids or a stored filter."
+    )
+    options = models.JSONField(
+        default=dict, blank=True, help_text="fields, strategy, per_field, force."
+    )
+    pause_reason = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="Why the job could not run at all.")
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    # Touched by every runner while it works (and at enqueue): recover() gives a job with
+    # work but a stale heartbeat a new runner.
+    runner_heartbeat = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RegenerationJobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -144,6 +190,51 @@ class RegenerationJob(models.Model):
 
     def __str__(self) -> str:
         return f"Job {self.pk} ({self.get_kind_display()}, {self.get_state_display()})"
+
+
+class JobItemQuerySet(models.QuerySet):
+    def active(self) -> JobItemQuerySet:
+        return self.filter(state__in=ACTIVE_ITEM_STATES)
+
+
+class JobItem(models.Model):
+    """One asset's part of a job. States move only through jobs.py."""
+
+    job = models.ForeignKey(RegenerationJob, on_delete=models.CASCADE, related_name="items")
+    asset = models.ForeignKey(
+        "mediaopt.MediaAsset", on_delete=models.CASCADE, related_name="job_items"
+    )
+    state = models.CharField(max_length=16, choices=ItemState.choices, default=ItemState.PENDING)
+    # Counted when claimed, before the image is opened: an image that kills its worker
+    # still uses up its attempts.
+    attempts = models.PositiveIntegerField(default=0)
+    not_before = models.DateTimeField(default=timezone.now)
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    revision = models.ForeignKey(
+        MetadataRevision, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = JobItemQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["job", "state", "not_before"], name="jobitem_claim"),
+            models.Index(fields=["state", "lease_expires_at"], name="jobitem_lease"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["asset"],
+                condition=models.Q(state__in=ACTIVE_ITEM_STATES),
+                name="one_active_item_per_asset",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.job_id} / image {self.asset_id} ({self.get_state_display()})"
 
 
 def _env(name: str, default: str) -> str:

@@ -81,7 +81,7 @@ def test_serve_answers_http_and_stops_every_child_on_sigterm(tmp_path):
             proc.kill()
     assert proc.returncode == 0, out
     started = [line for line in out.splitlines() if line.startswith("started ")]
-    assert {line.split()[1] for line in started} == {"web", "cluster"}
+    assert {line.split()[1] for line in started} == {"web", "bulk", "interactive"}
     for line in started:
         pid = int(line.split("pid ")[1].rstrip(")"))
         assert not alive(pid)

@@ -1,0 +1,639 @@
+"""jobs.py on SQLite: every transition, claims and leases, recovery, and a whole job in
+sync mode against the fake OpenAI server."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_q.conf import Conf
+from django_q.models import Schedule
+
+from mediaopt import images, ingest
+from mediaopt.models import MediaAsset
+from metadata import jobs
+from metadata.apps import RECOVER_SCHEDULE, create_recover_schedule
+from metadata.models import (
+    ItemState,
+    JobItem,
+    JobKind,
+    JobQueue,
+    JobState,
+    MetadataRevision,
+    RegenerationJob,
+)
+from metadata.providers.base import DescribeResult
+from tests import factories
+from tests.fakeopenai import Fault
+
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
+
+COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "brown", "gray"]
+
+
+def make_assets(n: int, *, start: int = 0) -> list[MediaAsset]:
+    """Real imported images, each different (so each preview is too)."""
+    assets = []
+    for i in range(start, start + n):
+        data = factories.jpeg(40 + i, 30, color=COLOURS[i % len(COLOURS)])
+        outcome = ingest.import_file(source=data, original_name=f"IMG_{i:04}.jpg")
+        assets.append(outcome.asset)
+    return assets
+
+
+def bare_assets(n: int) -> list[MediaAsset]:
+    """Rows without files: enough for state and query-count tests, and fast."""
+    return MediaAsset.objects.bulk_create(
+        [
+            MediaAsset(
+                file=f"bare/{i}.jpg",
+                original_name=f"{i}.jpg",
+                sha256=f"{i:064x}",
+                format="JPEG",
+                width=1,
+                height=1,
+                bytes=1,
+            )
+            for i in range(n)
+        ]
+    )
+
+
+def new_job(assets, *, kind=JobKind.BULK, state: str | None = None, **kwargs):
+    job = jobs.create_job(kind=kind, asset_ids=[a.pk for a in assets], **kwargs).job
+    if state:
+        RegenerationJob.objects.filter(pk=job.pk).update(state=state)
+        job.refresh_from_db()
+    return job
+
+
+def item_of(job) -> JobItem:
+    return JobItem.objects.get(job=job)
+
+
+def set_item(item: JobItem, **fields) -> JobItem:
+    JobItem.objects.filter(pk=item.pk).update(**fields)
+    item.refresh_from_db()
+    return item
+
+
+@pytest.fixture
+def sync_mode(monkeypatch):
+    """django-q2 runs tasks inline (override_settings cannot reach Conf: NOTES.md)."""
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture
+def quick(settings):
+    settings.MEDIAOPT_JOB_MAX_ATTEMPTS = 3
+    settings.MEDIAOPT_JOB_MAX_SLEEP_SECONDS = 0.05
+    settings.MEDIAOPT_RETRY_BASE_SECONDS = 0.0
+    settings.OPENAI_TIMEOUT = 1.0
+
+
+# -- job transitions ---------------------------------------------------------------------
+
+JOB_MOVES = {
+    # function -> (states it starts from, state it reaches)
+    "enqueue": ({JobState.DRAFT}, JobState.QUEUED),
+    "start": ({JobState.QUEUED}, JobState.RUNNING),
+    "pause": ({JobState.QUEUED, JobState.RUNNING}, JobState.PAUSED),
+    "resume": ({JobState.PAUSED}, JobState.QUEUED),
+    "cancel": (
+        {JobState.DRAFT, JobState.QUEUED, JobState.RUNNING, JobState.PAUSED},
+        JobState.CANCELLED,
+    ),
+    "fail": ({JobState.DRAFT, JobState.QUEUED, JobState.RUNNING}, JobState.FAILED),
+}
+
+
+def call_move(name: str, job) -> None:
+    function = getattr(jobs, name)
+    if name == "pause":
+        function(job, reason="because")
+    elif name == "fail":
+        function(job, reason="could not run")
+    else:
+        function(job)
+
+
+def test_the_transition_table_is_exactly_what_the_functions_do():
+    edges = {(start, target) for starts, target in JOB_MOVES.values() for start in starts}
+    edges.add((JobState.RUNNING, JobState.COMPLETED))  # complete_if_done
+    table = {
+        (start, target) for start, targets in jobs.JOB_TRANSITIONS.items() for target in targets
+    }
+    assert edges == table
+
+
+@pytest.mark.parametrize("name", JOB_MOVES)
+@pytest.mark.parametrize("start", JobState.values)
+def test_job_moves_only_from_its_allowed_states(name, start):
+    [asset] = bare_assets(1)
+    job = new_job([asset], state=start)
+    starts, target = JOB_MOVES[name]
+    if start in starts:
+        call_move(name, job)
+        job.refresh_from_db()
+        assert job.state == target
+    else:
+        with pytest.raises(jobs.IllegalTransition):
+            call_move(name, job)
+        job.refresh_from_db()
+        assert job.state == start
+
+
+@pytest.mark.parametrize("start", JobState.values)
+def test_only_a_running_job_without_open_items_completes(start):
+    [asset] = bare_assets(1)
+    job = new_job([asset], state=start)
+    set_item(item_of(job), state=ItemState.SUCCEEDED)
+    assert jobs.complete_if_done(job) is (start == JobState.RUNNING)
+    job.refresh_from_db()
+    assert job.state == (JobState.COMPLETED if start == JobState.RUNNING else start)
+
+
+@pytest.mark.parametrize("open_state", [ItemState.PENDING, ItemState.CLAIMED])
+def test_a_job_with_open_items_does_not_complete(open_state):
+    [asset] = bare_assets(1)
+    job = new_job([asset], state=JobState.RUNNING)
+    set_item(item_of(job), state=open_state)
+    assert not jobs.complete_if_done(job)
+    assert job.state == JobState.RUNNING
+
+
+def test_enqueue_and_resume_send_one_runner_on_the_jobs_queue_after_commit(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    sent = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *a, **k: sent.append((a, k)))
+    [asset] = bare_assets(1)
+    job = new_job([asset], queue=JobQueue.INTERACTIVE)
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.enqueue(job)
+    assert sent == [
+        (
+            ("metadata.tasks.run_job", job.pk),
+            {"q_options": {"cluster": "interactive", "task_name": f"job-{job.pk}"}},
+        )
+    ]
+    with pytest.raises(jobs.IllegalTransition):  # confirming twice makes one run
+        jobs.enqueue(job)
+
+
+def test_cancel_cancels_pending_items_and_leaves_a_claimed_one_to_its_runner():
+    a, b = bare_assets(2)
+    job = new_job([a, b], state=JobState.RUNNING)
+    [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    jobs.cancel(job)
+    states = dict(JobItem.objects.filter(job=job).values_list("id", "state"))
+    assert states.pop(claimed.id) == ItemState.CLAIMED
+    assert list(states.values()) == [ItemState.CANCELLED]
+    # When the runner lets go of it, the item is cancelled, not pending.
+    assert jobs.release_item(item_id=claimed.id, lease_token=claimed.lease_token)
+    assert JobItem.objects.get(pk=claimed.id).state == ItemState.CANCELLED
+
+
+# -- items: claim, lease, finish ---------------------------------------------------------
+
+
+def test_item_transition_table_matches_the_item_functions():
+    # claim: pending -> claimed | failed; cancel: pending -> cancelled; finish_item:
+    # claimed -> succeeded | skipped | failed; fail_item: -> failed; retry_later, recover,
+    # release_item: -> pending; release_item of a cancelled job: -> cancelled.
+    expected = {
+        ItemState.PENDING: {ItemState.CLAIMED, ItemState.FAILED, ItemState.CANCELLED},
+        ItemState.CLAIMED: {
+            ItemState.PENDING,
+            ItemState.SUCCEEDED,
+            ItemState.SKIPPED,
+            ItemState.FAILED,
+            ItemState.CANCELLED,
+        },
+    }
+    for state in ItemState.values:
+        assert jobs.ITEM_TRANSITIONS[state] == expected.get(state, set())
+
+
+def test_claim_counts_the_attempt_and_sets_a_lease():
+    assets = bare_assets(3)
+    job = new_job(assets, state=JobState.RUNNING)
+    before = timezone.now()
+    batch = jobs.claim(job_id=job.pk, batch_size=2, lease_seconds=90)
+    assert len(batch) == 2 and len({c.lease_token for c in batch}) == 2
+    for claimed in batch:
+        item = JobItem.objects.get(pk=claimed.id)
+        assert (item.state, item.attempts, item.lease_token) == (
+            ItemState.CLAIMED,
+            1,
+            claimed.lease_token,
+        )
+        assert before + timedelta(seconds=89) < item.lease_expires_at
+    assert JobItem.objects.filter(job=job, state=ItemState.PENDING).count() == 1
+
+
+def test_claim_skips_items_not_yet_due_and_other_jobs():
+    a, b = bare_assets(2)
+    job = new_job([a], state=JobState.RUNNING)
+    new_job([b], state=JobState.RUNNING)
+    set_item(item_of(job), not_before=timezone.now() + timedelta(minutes=1))
+    assert jobs.claim(job_id=job.pk, batch_size=10, lease_seconds=60) == []
+
+
+def test_the_attempt_is_counted_before_the_image_is_opened(
+    fake_openai_settings, sync_mode, quick, monkeypatch, django_capture_on_commit_callbacks
+):
+    [asset] = make_assets(1)
+    job = new_job([asset])
+    seen = []
+
+    def exploding_preview(*args, **kwargs):
+        item = JobItem.objects.get(job=job)
+        seen.append((item.state, item.attempts, item.lease_token is not None))
+        raise images.ImageError("the test's preview refuses")
+
+    monkeypatch.setattr(images, "preview", exploding_preview)
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.enqueue(job)
+    assert seen == [(ItemState.CLAIMED, 1, True)]
+    item = item_of(job)
+    assert (item.state, item.error) == (ItemState.FAILED, "the test's preview refuses")
+
+
+def result_for(asset) -> DescribeResult:
+    return DescribeResult(
+        output={"alt_text": "A fox in snow", "is_decorative": False},
+        provider="openai",
+        model="gpt-4o-mini",
+    )
+
+
+def finish(claimed, asset, *, token=None):
+    from metadata.generation import GenerationOptions
+
+    return jobs.finish_item(
+        item_id=claimed.id,
+        lease_token=token or claimed.lease_token,
+        result=result_for(asset),
+        source="ai",
+        options=GenerationOptions(),
+    )
+
+
+def test_finish_under_the_lease_writes_revision_fields_and_state_together():
+    [asset] = make_assets(1)
+    job = new_job([asset], state=JobState.RUNNING)
+    [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    assert finish(claimed, asset)
+    item = item_of(job)
+    asset.refresh_from_db()
+    assert item.state == ItemState.SUCCEEDED and item.lease_token is None
+    assert item.revision == asset.current_revision and item.revision.job == job
+    assert asset.alt_text == "A fox in snow"
+
+
+def test_finish_with_a_wrong_token_writes_nothing():
+    [asset] = make_assets(1)
+    job = new_job([asset], state=JobState.RUNNING)
+    [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    assert not finish(claimed, asset, token=uuid.uuid4())
+    assert item_of(job).state == ItemState.CLAIMED
+    assert not MetadataRevision.objects.filter(job=job).exists()
+    asset.refresh_from_db()
+    assert asset.alt_text == ""
+
+
+def test_a_worker_whose_lease_expired_and_was_recovered_writes_nothing():
+    [asset] = make_assets(1)
+    job = new_job([asset], state=JobState.RUNNING)
+    [frozen] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    jobs.recover(now=timezone.now() + timedelta(seconds=61))
+    [second] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    assert second.attempts == 2
+    assert not finish(frozen, asset)
+    assert not jobs.fail_item(item_id=frozen.id, lease_token=frozen.lease_token, error="x")
+    assert not jobs.retry_later(
+        item_id=frozen.id, lease_token=frozen.lease_token, not_before=timezone.now(), error="x"
+    )
+    assert not MetadataRevision.objects.filter(job=job).exists()
+    assert finish(second, asset)
+    assert MetadataRevision.objects.filter(job=job).count() == 1
+
+
+@pytest.mark.parametrize(
+    "state", [ItemState.PENDING, ItemState.SUCCEEDED, ItemState.FAILED, ItemState.CANCELLED]
+)
+def test_lease_functions_refuse_items_that_are_not_claimed(state):
+    [asset] = bare_assets(1)
+    job = new_job([asset], state=JobState.RUNNING)
+    token = uuid.uuid4()
+    item = set_item(item_of(job), state=state, lease_token=token)
+    assert not jobs.fail_item(item_id=item.id, lease_token=token, error="x")
+    assert not jobs.retry_later(
+        item_id=item.id, lease_token=token, not_before=timezone.now(), error="x"
+    )
+    assert not jobs.release_item(item_id=item.id, lease_token=token)
+    assert not jobs.extend_lease(item_id=item.id, lease_token=token, seconds=60)
+    assert item_of(job).state == state
+
+
+def test_retry_later_puts_the_item_back_with_not_before_and_keeps_the_attempt():
+    [asset] = bare_assets(1)
+    job = new_job([asset], state=JobState.RUNNING)
+    [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    due = timezone.now() + timedelta(seconds=30)
+    assert jobs.retry_later(
+        item_id=claimed.id, lease_token=claimed.lease_token, not_before=due, error="429"
+    )
+    item = item_of(job)
+    assert (item.state, item.attempts, item.not_before, item.error) == (
+        ItemState.PENDING,
+        1,
+        due,
+        "429",
+    )
+    assert jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60) == []
+
+
+def test_release_gives_the_attempt_back():
+    [asset] = bare_assets(1)
+    job = new_job([asset], state=JobState.RUNNING)
+    [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    assert jobs.release_item(item_id=claimed.id, lease_token=claimed.lease_token)
+    item = item_of(job)
+    assert (item.state, item.attempts, item.lease_token) == (ItemState.PENDING, 0, None)
+
+
+def test_an_item_that_used_up_its_attempts_fails_with_the_reason_instead_of_opening(settings):
+    settings.MEDIAOPT_JOB_MAX_ATTEMPTS = 3
+    a, b = bare_assets(2)
+    job = new_job([a, b], state=JobState.RUNNING)
+    poisoned = set_item(JobItem.objects.get(job=job, asset=a), attempts=3)
+    [claimed] = jobs.claim(job_id=job.pk, batch_size=2, lease_seconds=60)
+    assert claimed.asset_id == b.pk
+    poisoned.refresh_from_db()
+    assert poisoned.state == ItemState.FAILED
+    assert poisoned.error == (
+        "gave up after 3 attempts (the worker died while processing this image)"
+    )
+
+
+# -- the database constraint -------------------------------------------------------------
+
+
+def test_an_asset_has_at_most_one_active_item_enforced_by_the_database():
+    [asset] = bare_assets(1)
+    first = new_job([asset])
+    second = RegenerationJob.objects.create(kind=JobKind.BULK)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        JobItem.objects.create(job=second, asset=asset)
+    # A finished item no longer holds the asset.
+    set_item(item_of(first), state=ItemState.SUCCEEDED)
+    JobItem.objects.create(job=second, asset=asset)
+
+
+def test_create_job_skips_busy_assets_and_says_how_many():
+    assets = bare_assets(5)
+    new_job(assets[:2])
+    creation = jobs.create_job(
+        kind=JobKind.BULK, asset_ids=[a.pk for a in assets] + [assets[4].pk], options={}
+    )
+    assert creation.busy_count == 2
+    assert set(creation.job.items.values_list("asset_id", flat=True)) == {a.pk for a in assets[2:]}
+    assert creation.job.state == JobState.DRAFT
+
+
+# -- progress ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [10, 1000])
+def test_progress_takes_one_query_whatever_the_size(size, django_assert_num_queries):
+    assets = bare_assets(size)
+    job = new_job(assets, state=JobState.RUNNING)
+    jobs.claim(job_id=job.pk, batch_size=3, lease_seconds=60)
+    JobItem.objects.filter(job=job, state=ItemState.PENDING).filter(
+        pk__in=JobItem.objects.filter(job=job, state=ItemState.PENDING).values("pk")[:2]
+    ).update(state=ItemState.FAILED)
+    with django_assert_num_queries(1):
+        progress = jobs.progress(job)
+    assert (progress.total, progress.claimed, progress.failed) == (size, 3, 2)
+    assert progress.pending == size - 5 and progress.done == 2
+
+
+# -- recovery ----------------------------------------------------------------------------
+
+
+def test_recover_returns_expired_leases_and_sends_a_runner_to_a_job_without_one(
+    settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    settings.MEDIAOPT_JOB_RUNNER_STALE_SECONDS = 60
+    sent = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *a, **k: sent.append(a))
+    a, b, c = bare_assets(3)
+    orphan = new_job([a], state=JobState.RUNNING)
+    alive = new_job([b], state=JobState.RUNNING)
+    [lost] = jobs.claim(job_id=orphan.pk, batch_size=1, lease_seconds=60)
+    [held] = jobs.claim(job_id=alive.pk, batch_size=1, lease_seconds=600)
+    set_item(item_of(alive), state=ItemState.SUCCEEDED)  # its runner finished, then died
+    later = timezone.now() + timedelta(seconds=120)
+    RegenerationJob.objects.filter(pk=orphan.pk).update(runner_heartbeat=timezone.now())
+
+    with django_capture_on_commit_callbacks(execute=True):
+        report = jobs.recover(now=later)
+
+    item = item_of(orphan)
+    assert (item.state, item.attempts, item.lease_token) == (ItemState.PENDING, 1, None)
+    assert report.released == 1
+    assert report.requeued == [orphan.pk] and sent == [("metadata.tasks.run_job", orphan.pk)]
+    assert report.completed == [alive.pk]
+    # A second recovery right after sends no second runner: the heartbeat was touched.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert jobs.recover(now=later).requeued == []
+    assert len(sent) == 1
+    del lost, held, c
+
+
+def test_recover_leaves_a_job_with_a_live_runner_alone(settings):
+    settings.MEDIAOPT_JOB_RUNNER_STALE_SECONDS = 60
+    [asset] = bare_assets(1)
+    job = new_job([asset], state=JobState.RUNNING)
+    RegenerationJob.objects.filter(pk=job.pk).update(runner_heartbeat=timezone.now())
+    assert jobs.recover().requeued == []
+
+
+def test_recover_cancels_an_expired_item_of_a_cancelled_job():
+    [asset] = bare_assets(1)
+    job = new_job([asset], state=JobState.RUNNING)
+    jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    jobs.cancel(job)
+    jobs.recover(now=timezone.now() + timedelta(seconds=61))
+    assert item_of(job).state == ItemState.CANCELLED
+
+
+def test_the_recover_schedule_exists_once_after_migrate():
+    create_recover_schedule(using="default")
+    [schedule] = Schedule.objects.filter(name=RECOVER_SCHEDULE)
+    assert (schedule.func, schedule.schedule_type, schedule.minutes, schedule.cluster) == (
+        "metadata.tasks.recover",
+        Schedule.MINUTES,
+        1,
+        "bulk",
+    )
+
+
+# -- whole jobs in sync mode against the fake server -------------------------------------
+
+
+def requests_by_asset(fake, assets) -> dict[int, list[int]]:
+    """The statuses the fake answered for each asset's preview, in order."""
+    previews = {}
+    for asset in assets:
+        with asset.file.open("rb") as handle:
+            previews[images.preview(handle)] = asset.pk
+    seen: dict[int, list[int]] = {asset.pk: [] for asset in assets}
+    for request in fake.requests:
+        seen[previews[request.image]].append(request.status)
+    return seen
+
+
+def test_a_job_survives_429s_and_500s_and_asks_nothing_after_success(
+    fake_openai_settings, sync_mode, quick, django_capture_on_commit_callbacks
+):
+    fake = fake_openai_settings
+    assets = make_assets(6)
+    broken = assets[5]
+    with broken.file.open("wb") as handle:  # the bytes rotted on disk after import
+        handle.write(factories.corrupt_bytes())
+    fake.script([429, 500, Fault.rate_limited(retry_after_ms=50), 500, 429])
+    job = new_job(assets)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.enqueue(job)
+
+    job.refresh_from_db()
+    assert job.state == JobState.COMPLETED and job.finished_at
+    items = {item.asset_id: item for item in job.items.all()}
+    assert items[broken.pk].state == ItemState.FAILED and items[broken.pk].error
+    for asset in assets[:5]:
+        item = items[asset.pk]
+        assert item.state == ItemState.SUCCEEDED, item.error
+        asset.refresh_from_db()
+        assert asset.alt_text and asset.current_revision.job == job
+    statuses = requests_by_asset(fake, assets[:5])
+    for asset_id, answered in statuses.items():
+        # One success per image, and it was the last request for that image.
+        assert answered.count(200) == 1 and answered[-1] == 200, (asset_id, answered)
+        assert len(answered) == items[asset_id].attempts
+    assert sum(len(v) for v in statuses.values()) == 5 + 5
+    assert jobs.progress(job).succeeded == 5
+
+
+def test_transient_errors_use_up_the_attempts_then_fail_the_item_with_the_reason(
+    fake_openai_settings, sync_mode, quick, settings, django_capture_on_commit_callbacks
+):
+    settings.MEDIAOPT_JOB_MAX_ATTEMPTS = 2
+    fake_openai_settings.always(500)
+    [asset] = make_assets(1)
+    job = new_job([asset])
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.enqueue(job)
+    item = item_of(job)
+    job.refresh_from_db()
+    assert job.state == JobState.COMPLETED
+    assert item.state == ItemState.FAILED and item.attempts == 2
+    assert item.error.startswith("gave up after 2 attempts: ") and "500" in item.error
+    assert fake_openai_settings.request_count == 2
+
+
+def test_backoff_sets_not_before_instead_of_sleeping_on_the_item(
+    fake_openai_settings, quick, settings
+):
+    settings.MEDIAOPT_RETRY_BASE_SECONDS = 40.0
+    settings.MEDIAOPT_JOB_RUN_SECONDS = 0.5  # then the runner hands over
+    fake_openai_settings.always(500)
+    [asset] = make_assets(1)
+    job = new_job([asset], state=JobState.QUEUED)
+    jobs.run_job(job_id=job.pk)
+    item = item_of(job)
+    assert (item.state, item.attempts, item.lease_token) == (ItemState.PENDING, 1, None)
+    assert item.not_before > timezone.now() + timedelta(seconds=15)
+    assert "500" in item.error
+    assert fake_openai_settings.request_count == 1
+
+
+@pytest.mark.parametrize("fault", ["unauthorized", "insufficient_quota"])
+def test_a_rejected_key_or_exhausted_quota_pauses_the_job_without_spending_the_attempt(
+    fake_openai_settings, sync_mode, quick, fault, django_capture_on_commit_callbacks
+):
+    fake_openai_settings.always(fault)
+    assets = make_assets(3)
+    job = new_job(assets)
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.enqueue(job)
+    job.refresh_from_db()
+    assert job.state == JobState.PAUSED and job.pause_reason
+    assert fake_openai_settings.request_count == 1
+    assert set(job.items.values_list("state", "attempts")) == {(ItemState.PENDING, 0)}
+
+    fake_openai_settings.always(None)
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.resume(job)
+    job.refresh_from_db()
+    assert job.state == JobState.COMPLETED and job.pause_reason == ""
+    assert jobs.progress(job).succeeded == 3
+
+
+def test_an_upload_job_without_a_key_uses_the_heuristic(
+    sync_mode, quick, django_capture_on_commit_callbacks
+):
+    [asset] = make_assets(1)
+    job = new_job([asset], kind=JobKind.UPLOAD, queue=JobQueue.INTERACTIVE)
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.enqueue(job)
+    job.refresh_from_db()
+    assert job.state == JobState.COMPLETED
+    # IMG_0000.jpg tells nothing: the heuristic changes nothing, and says so.
+    item = item_of(job)
+    assert item.state in {ItemState.SKIPPED, ItemState.SUCCEEDED}
+
+
+def test_a_pause_between_items_stops_new_calls(
+    fake_openai_settings, sync_mode, quick, monkeypatch, django_capture_on_commit_callbacks
+):
+    assets = make_assets(4)
+    job = new_job(assets)
+    real_finish = jobs.finish_item
+
+    def finish_then_pause(**kwargs):
+        done = real_finish(**kwargs)
+        if not RegenerationJob.objects.filter(pk=job.pk, state=JobState.PAUSED).exists():
+            jobs.pause(RegenerationJob.objects.get(pk=job.pk), reason="a person paused it")
+        return done
+
+    monkeypatch.setattr(jobs, "finish_item", finish_then_pause)
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.enqueue(job)
+    job.refresh_from_db()
+    assert job.state == JobState.PAUSED
+    assert fake_openai_settings.request_count == 1
+    progress = jobs.progress(job)
+    assert (progress.succeeded, progress.pending, progress.claimed) == (1, 3, 0)
+    assert set(job.items.filter(state=ItemState.PENDING).values_list("attempts", flat=True)) == {0}
+
+
+# -- cluster settings --------------------------------------------------------------------
+
+
+def test_both_clusters_keep_django_q2_redelivery_harmless(settings):
+    base = {k: v for k, v in settings.Q_CLUSTER.items() if k != "ALT_CLUSTERS"}
+    interactive = {**base, **settings.Q_CLUSTER["ALT_CLUSTERS"]["interactive"]}
+    assert base["cluster_name"] == "bulk"
+    for conf in (base, interactive):
+        assert conf["retry"] >= 2 * conf["timeout"]
+        assert conf["queue_limit"] <= conf["workers"]
+        assert conf["ack_failures"] is True and conf["max_attempts"] >= 1
+        # A runner hands over after its budget plus at most one item (one provider call).
+        assert jobs.run_budget_seconds() + 2 * settings.OPENAI_TIMEOUT < conf["timeout"]
