@@ -3,15 +3,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from metadata.schema import (
-    ALT_TEXT_MAX,
-    CAPTION_MAX,
-    DESCRIPTION_MAX,
-    FIELDS,
-    MAX_LENGTHS,
-    TITLE_MAX,
-    Source,
-)
+from metadata.models import MetadataFields
+from metadata.schema import Source
 
 
 def asset_upload_to(instance: MediaAsset, filename: str) -> str:
@@ -31,7 +24,7 @@ class MediaAssetQuerySet(models.QuerySet):
         )
 
 
-class MediaAsset(models.Model):
+class MediaAsset(MetadataFields):
     file = models.FileField(upload_to=asset_upload_to, max_length=255)
     thumbnail = models.FileField(upload_to=thumbnail_upload_to, max_length=255, blank=True)
     original_name = models.CharField(max_length=255)
@@ -40,22 +33,6 @@ class MediaAsset(models.Model):
     width = models.PositiveIntegerField(editable=False)
     height = models.PositiveIntegerField(editable=False)
     bytes = models.PositiveBigIntegerField(editable=False)
-
-    alt_text = models.CharField(max_length=ALT_TEXT_MAX, blank=True)
-    title = models.CharField(max_length=TITLE_MAX, blank=True)
-    caption = models.CharField(max_length=CAPTION_MAX, blank=True)
-    description = models.TextField(max_length=DESCRIPTION_MAX, blank=True)
-    keywords = models.CharField(
-        max_length=MAX_LENGTHS["keywords"], blank=True, help_text="Comma-separated."
-    )
-    alt_text_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    title_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    caption_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    description_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    keywords_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    is_decorative = models.BooleanField(
-        default=False, help_text="Decorative images have an intentionally empty alt text."
-    )
 
     current_revision = models.ForeignKey(
         "metadata.MetadataRevision",
@@ -78,9 +55,3 @@ class MediaAsset(models.Model):
 
     def __str__(self) -> str:
         return self.original_name
-
-    def values(self) -> dict[str, str]:
-        return {name: getattr(self, name) for name in FIELDS}
-
-    def sources(self) -> dict[str, str]:
-        return {name: getattr(self, f"{name}_source") for name in FIELDS}

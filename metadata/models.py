@@ -38,12 +38,44 @@ class RevisionKind(models.TextChoices):
     UNDO = "undo", "Undo"
 
 
+class MetadataFields(models.Model):
+    """The five fields, their sources and the decorative flag.
+
+    An asset holds the current values; each revision holds a full snapshot of them.
+    """
+
+    alt_text = models.CharField(max_length=ALT_TEXT_MAX, blank=True)
+    title = models.CharField(max_length=TITLE_MAX, blank=True)
+    caption = models.CharField(max_length=CAPTION_MAX, blank=True)
+    description = models.TextField(max_length=DESCRIPTION_MAX, blank=True)
+    keywords = models.CharField(
+        max_length=MAX_LENGTHS["keywords"], blank=True, help_text="Comma-separated."
+    )
+    alt_text_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    title_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    caption_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    description_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    keywords_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    is_decorative = models.BooleanField(
+        default=False, help_text="Decorative images have an intentionally empty alt text."
+    )
+
+    class Meta:
+        abstract = True
+
+    def values(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in FIELDS}
+
+    def sources(self) -> dict[str, str]:
+        return {name: getattr(self, f"{name}_source") for name in FIELDS}
+
+
 class MetadataRevisionQuerySet(models.QuerySet):
     def for_asset(self, asset_id: int) -> MetadataRevisionQuerySet:
         return self.filter(asset_id=asset_id).order_by("-number")
 
 
-class MetadataRevision(models.Model):
+class MetadataRevision(MetadataFields):
     """A full snapshot of an asset's metadata after one change. Append-only."""
 
     asset = models.ForeignKey(
@@ -52,17 +84,6 @@ class MetadataRevision(models.Model):
     number = models.PositiveIntegerField(help_text="1 for the import, then one more each change.")
     kind = models.CharField(max_length=16, choices=RevisionKind.choices)
 
-    alt_text = models.CharField(max_length=ALT_TEXT_MAX, blank=True)
-    title = models.CharField(max_length=TITLE_MAX, blank=True)
-    caption = models.CharField(max_length=CAPTION_MAX, blank=True)
-    description = models.TextField(max_length=DESCRIPTION_MAX, blank=True)
-    keywords = models.CharField(max_length=MAX_LENGTHS["keywords"], blank=True)
-    alt_text_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    title_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    caption_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    description_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    keywords_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    is_decorative = models.BooleanField(default=False)
     changed_fields = models.JSONField(default=list, blank=True)
 
     parent = models.ForeignKey(
@@ -98,12 +119,6 @@ class MetadataRevision(models.Model):
 
     def __str__(self) -> str:
         return f"Revision {self.number} ({self.get_kind_display()})"
-
-    def values(self) -> dict[str, str]:
-        return {name: getattr(self, name) for name in FIELDS}
-
-    def sources(self) -> dict[str, str]:
-        return {name: getattr(self, f"{name}_source") for name in FIELDS}
 
 
 class JobKind(models.TextChoices):
