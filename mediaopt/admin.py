@@ -1,8 +1,10 @@
 """The media library in the admin: thumbnails, filters, multi-file upload, the change form.
 
-The admin is a thin shell: ingest.py brings files in, generation.py writes metadata for
-them, and revisions.py is the only writer of an asset's metadata, so `save_model` never
-saves the asset itself.
+The admin is a thin shell: ingest.py brings files in, an upload job writes their metadata
+(intake.py, on the interactive cluster), the Regenerate button starts a single job
+(single.py), and revisions.py is the only writer of an asset's metadata, so `save_model`
+never saves the asset itself. A job panel on the change page follows the image's active
+job over HTMX and swaps the new values in when it ends.
 """
 
 from __future__ import annotations
@@ -13,10 +15,18 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms.utils import ErrorList
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -25,9 +35,9 @@ from django.utils.text import Truncator
 
 from mediaopt import images, ingest
 from mediaopt.models import MediaAsset
-from metadata import generation, revisions
-from metadata.models import MetadataRevision
-from metadata.schema import FIELDS, source_field
+from metadata import intake, revisions, single
+from metadata.models import ACTIVE_ITEM_STATES, ItemState, JobItem, JobState, MetadataRevision
+from metadata.schema import FIELDS, LABELS, Source, source_field
 
 # The fields a person may edit; everything else on the page is a file fact.
 EDITABLE_FIELDS: tuple[str, ...] = (*FIELDS, "is_decorative")
@@ -291,6 +301,12 @@ class MediaAssetAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         # Images are added only by uploading files, never from a blank form.
         extra_context = {**(extra_context or {}), "show_save_and_add_another": False}
+        asset_id = _asset_id(object_id)
+        if asset_id is not None:
+            item = JobItem.objects.active_for_asset(asset_id).select_related("job").first()
+            extra_context["panel"] = self.panel_context(request, asset_id, item=item)
+            if self.has_change_permission(request):
+                extra_context["regenerate_url"] = self.asset_url("regenerate", asset_id)
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_fieldsets(self, request: HttpRequest, obj: MediaAsset | None = None) -> Any:
@@ -358,11 +374,22 @@ class MediaAssetAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         info = (self.opts.app_label, self.opts.model_name)
+        # Before super()'s: its "<path:object_id>/" would swallow "5/regenerate/".
         return [
             path(
                 "upload/",
                 self.admin_site.admin_view(self.upload_view),
                 name="{}_{}_upload".format(*info),
+            ),
+            path(
+                "<path:object_id>/regenerate/",
+                self.admin_site.admin_view(self.regenerate_view),
+                name="{}_{}_regenerate".format(*info),
+            ),
+            path(
+                "<path:object_id>/job-panel/",
+                self.admin_site.admin_view(self.job_panel_view),
+                name="{}_{}_job_panel".format(*info),
             ),
             *super().get_urls(),
         ]
@@ -408,35 +435,200 @@ class MediaAssetAdmin(admin.ModelAdmin):
         return TemplateResponse(request, self.upload_template, context)
 
     def import_uploads(self, request: HttpRequest, files: list) -> None:
+        """Import the files now (fast); their metadata is written by one upload job."""
         outcomes = [
             ingest.import_file(source=upload, original_name=upload.name, actor=request.user)
             for upload in files
         ]
         imported = [o.asset for o in outcomes if o.status == ingest.IMPORTED and o.asset]
-        generated = (
-            generation.generate_after_upload(assets=imported, actor=request.user)
-            if imported
-            else []
+        job = intake.start_upload_job(
+            asset_ids=[asset.pk for asset in imported], created_by=request.user
         )
-        summary, level = upload_summary(outcomes)
+        summary, level = upload_summary(outcomes, job_id=job.pk if job else None)
         self.message_user(request, summary, level)
-        # Empty when the settings turn generation on upload off; otherwise one per asset.
-        failures = [
-            (asset, outcome)
-            for asset, outcome in zip(imported, generated, strict=False)
-            if not outcome.ok
-        ]
-        if failures:
-            self.message_user(
-                request,
-                "Metadata could not be written for "
-                + "; ".join(f"{asset.original_name} — {o.reason}" for asset, o in failures),
-                messages.WARNING,
+
+    # --- jobs on the change page --------------------------------------------------------
+
+    def asset_url(self, view: str, asset_id: int) -> str:
+        return reverse(
+            f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_{view}",
+            args=[asset_id],
+        )
+
+    def panel_context(
+        self, request: HttpRequest, asset_id: int, *, item: JobItem | None, **extra: Any
+    ) -> dict[str, Any]:
+        """What the job panel shows: an active item polls; otherwise it is quiet."""
+        panel: dict[str, Any] = {
+            "state": "idle",
+            "item": item,
+            "poll_url": self.asset_url("job_panel", asset_id),
+            "regenerate_url": self.asset_url("regenerate", asset_id),
+            "change_url": self.asset_url("change", asset_id),
+            # The form's metadata inputs ride along with each poll, so the server can
+            # tell whether the person has typed anything before it swaps new values in.
+            "include": ",".join(f"#id_{name}" for name in (*EDITABLE_FIELDS, "based_on_revision")),
+            **extra,
+        }
+        if item is not None and item.state in ACTIVE_ITEM_STATES:
+            if item.job.state == JobState.PAUSED:
+                panel["state"] = "paused"
+            else:
+                panel["state"] = "active"
+                panel["status"] = item_status(item)
+        return panel
+
+    def regenerate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: a single job for this image; asks first when fields were edited by hand."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        asset = self.get_object(request, unquote(object_id))
+        if asset is None:
+            raise Http404("No such image.")
+        if not self.has_change_permission(request, asset):
+            raise PermissionDenied
+        choice = request.POST.get("manual")
+        hand_edited = single.manual_fields(asset)
+        if hand_edited and choice not in {"replace", "keep"}:
+            return self.regenerate_confirmation(request, asset, hand_edited)
+
+        result = single.request_regeneration(
+            asset=asset, actor=request.user, replace_manual=choice == "replace"
+        )
+        if result.refused:
+            message, level = f"Not regenerated: {result.refused}", messages.ERROR
+        elif not result.started:
+            message = (
+                f"This image is already being worked on by job #{result.busy_job_id}; "
+                "its result will appear here."
             )
+            level = messages.WARNING
+        else:
+            message = f"Regenerating this image's metadata — job #{result.job.pk}."
+            level = messages.INFO
+        if not request.htmx:
+            self.message_user(request, message, level)
+            return HttpResponseRedirect(self.asset_url("change", asset.pk))
+        # An HTMX click: answer with the panel, which polls while the image has an active
+        # item (ours, or the job that already held the image).
+        item = JobItem.objects.active_for_asset(asset.pk).select_related("job").first()
+        panel = self.panel_context(request, asset.pk, item=item)
+        if result.refused:
+            panel.update(state="refused", message=message)
+        elif not result.started:
+            panel["notice"] = message
+        return TemplateResponse(request, PANEL_TEMPLATE, {"panel": panel})
+
+    def regenerate_confirmation(
+        self, request: HttpRequest, asset: MediaAsset, hand_edited: list[str]
+    ) -> HttpResponse:
+        """Replace the hand-edited fields too, or keep them? In the panel, or as a page."""
+        panel = self.panel_context(
+            request,
+            asset.pk,
+            item=None,
+            state="confirm",
+            hand_edited=[
+                {"label": LABELS[name], "value": getattr(asset, name)} for name in hand_edited
+            ],
+        )
+        if request.htmx:
+            return TemplateResponse(request, PANEL_TEMPLATE, {"panel": panel})
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "title": "Regenerate metadata?",
+            "original": asset,
+            "panel": panel,
+            "has_view_permission": self.has_view_permission(request, asset),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, CONFIRM_TEMPLATE, context)
+
+    def job_panel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The panel's poll. 200 while the image has an active item (polling goes on);
+        286 (htmx: stop polling) otherwise, with the final values swapped in out of band.
+
+        A poll costs the same few queries whatever the size of the job or the library.
+        """
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        asset_id = _asset_id(object_id)
+        if asset_id is None:
+            raise Http404("No such image.")
+        item = JobItem.objects.active_for_asset(asset_id).select_related("job").first()
+        if item is not None:
+            panel = self.panel_context(request, asset_id, item=item)
+            response = TemplateResponse(request, PANEL_TEMPLATE, {"panel": panel})
+            if panel["state"] == "paused":
+                # Nothing will move until a person resumes the job: stop asking.
+                response.status_code = STOP_POLLING
+            return response
+
+        asset = self.get_object(request, str(asset_id))
+        if asset is None:
+            raise Http404("No such image.")
+        finished = _finished_item(request.GET.get("item"), asset_id)
+        context: dict[str, Any] = {
+            "panel": self.panel_context(request, asset_id, item=None),
+        }
+        if finished is not None:
+            context["panel"].update(self.result_context(finished))
+            edited = unsaved_edits(request.GET, asset)
+            if edited:
+                context["panel"]["unsaved"] = [LABELS.get(name, "Decorative") for name in edited]
+            else:
+                context["adminform"] = self.metadata_admin_form(request, asset)
+            context["inline_admin_formsets"] = self.history_formsets(request, asset)
+        response = TemplateResponse(request, PANEL_UPDATE_TEMPLATE, context)
+        response.status_code = STOP_POLLING
+        return response
+
+    def result_context(self, item: JobItem) -> dict[str, Any]:
+        revision = item.revision
+        rows = []
+        if revision is not None:
+            rows = [
+                {
+                    "label": LABELS.get(name, name),
+                    "value": getattr(revision, name, ""),
+                    "source": Source(getattr(revision, f"{name}_source", "")).label,
+                }
+                for name in revision.changed_fields
+                if name in FIELDS
+            ]
+        return {"state": "done", "item": item, "revision": revision, "rows": rows}
+
+    def metadata_admin_form(self, request: HttpRequest, asset: MediaAsset) -> helpers.AdminForm:
+        """The change form's fieldsets as changeform_view builds them, for an OOB swap."""
+        fieldsets = list(self.get_fieldsets(request, asset))
+        form_class = self.get_form(request, asset, change=True, fields=flatten_fieldsets(fieldsets))
+        if self.has_change_permission(request, asset):
+            readonly = self.get_readonly_fields(request, asset)
+            prepopulated = self.get_prepopulated_fields(request, asset)
+        else:
+            readonly, prepopulated = flatten_fieldsets(fieldsets), {}
+        return helpers.AdminForm(
+            form_class(instance=asset), fieldsets, prepopulated, readonly, model_admin=self
+        )
+
+    def history_formsets(self, request: HttpRequest, asset: MediaAsset) -> list[Any]:
+        formsets, inlines = [], []
+        for formset_class, inline in self.get_formsets_with_inlines(request, asset):
+            prefix = formset_class.get_default_prefix()
+            formsets.append(
+                formset_class(**self.get_formset_kwargs(request, asset, inline, prefix))
+            )
+            inlines.append(inline)
+        return self.get_inline_formsets(request, formsets, inlines, asset)
 
 
-def upload_summary(outcomes: Sequence[ingest.ImportOutcome]) -> tuple[str, int]:
-    """One line for the whole batch, e.g. "2 images uploaded; 1 duplicate skipped (...)".
+def upload_summary(
+    outcomes: Sequence[ingest.ImportOutcome], *, job_id: int | None = None
+) -> tuple[str, int]:
+    """One line for the whole batch, e.g. "2 images uploaded; their metadata is being
+    written — job #7; 1 duplicate skipped (...)".
 
     Names are the user's own file names; the admin's message template escapes them.
     """
@@ -444,6 +636,9 @@ def upload_summary(outcomes: Sequence[ingest.ImportOutcome]) -> tuple[str, int]:
     duplicates = [o for o in outcomes if o.status == ingest.DUPLICATE]
     rejected = [o for o in outcomes if o.status == ingest.REJECTED]
     parts = [f"{len(imported)} image{'' if len(imported) == 1 else 's'} uploaded"]
+    if job_id is not None:
+        whose = "its" if len(imported) == 1 else "their"
+        parts.append(f"{whose} metadata is being written — job #{job_id}")
     if duplicates:
         names = "; ".join(
             f"{o.original_name} is already in the library as {o.asset.original_name}"
@@ -461,3 +656,74 @@ def upload_summary(outcomes: Sequence[ingest.ImportOutcome]) -> tuple[str, int]:
     else:
         level = messages.SUCCESS if imported else messages.INFO
     return "; ".join(parts), level
+
+
+# --- the job panel ----------------------------------------------------------------------
+
+PANEL_TEMPLATE = "admin/mediaopt/mediaasset/job_panel.html"
+PANEL_UPDATE_TEMPLATE = "admin/mediaopt/mediaasset/job_panel_update.html"
+CONFIRM_TEMPLATE = "admin/mediaopt/mediaasset/regenerate_confirmation.html"
+# htmx stops a poll when the answer is 286 (and still swaps its content).
+STOP_POLLING = 286
+
+
+def _asset_id(object_id: str) -> int | None:
+    try:
+        return int(unquote(object_id))
+    except ValueError:
+        return None
+
+
+def _finished_item(raw: str | None, asset_id: int) -> JobItem | None:
+    """The item the panel was following, once it has ended (none: nothing to report)."""
+    try:
+        item_id = int(raw or "")
+    except ValueError:
+        return None
+    return (
+        JobItem.objects.filter(pk=item_id, asset_id=asset_id)
+        .select_related("job", "revision")
+        .first()
+    )
+
+
+def item_status(item: JobItem) -> str:
+    """Where an active item stands, in words."""
+    if item.state == ItemState.CLAIMED:
+        return "writing now"
+    if item.attempts and item.error:
+        return f"will try again shortly (attempt {item.attempts} failed: {item.error})"
+    if item.job.state == JobState.QUEUED:
+        return "waiting for a worker"
+    return "next in line"
+
+
+def _normalised(value: str) -> str:
+    # A textarea's value comes back with CRLF line ends and the model stores LF.
+    return value.replace("\r\n", "\n").strip()
+
+
+def unsaved_edits(data: Any, asset: MediaAsset) -> list[str]:
+    """Fields whose input (sent along with the poll) differs from the revision the form
+    was rendered from: the person has typed something, and it must not be overwritten.
+
+    Without the form's inputs (a view-only page), nothing is being edited.
+    """
+    based_on = data.get("based_on_revision")
+    if not based_on:
+        return []
+    revision = (
+        MetadataRevision.objects.filter(pk=based_on, asset_id=asset.pk).first()
+        if str(based_on).isdigit()
+        else None
+    )
+    if revision is None:
+        return list(EDITABLE_FIELDS)
+    edited = [
+        name
+        for name in FIELDS
+        if _normalised(data.get(name, "")) != _normalised(getattr(revision, name))
+    ]
+    if bool(data.get("is_decorative")) != revision.is_decorative:
+        edited.append("is_decorative")
+    return edited

@@ -206,12 +206,3 @@ def write_result(
     return GenerationOutcome(
         ok=False, reason="the image kept changing while its metadata was written"
     )
-
-
-def generate_after_upload(*, assets: list[MediaAsset], actor=None) -> list[GenerationOutcome]:
-    """Generation for new uploads, when the settings ask for it."""
-    row = Settings.objects.current()
-    if not row.generate_on_upload:
-        return []
-    options = GenerationOptions.from_settings(row, work=gate.WorkKind.UPLOAD)
-    return [generate(asset=asset, actor=actor, options=options) for asset in assets]

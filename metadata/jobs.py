@@ -19,6 +19,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -224,6 +225,19 @@ def enqueue(job: RegenerationJob) -> None:
     """draft -> queued, then a runner on the job's queue (in sync mode: run to the end)."""
     _move_job(job, to=JobState.QUEUED, sources={JobState.DRAFT})
     _dispatch(job)
+
+
+def run_inline(job: RegenerationJob, *, on_item: Callable[[], None] | None = None) -> None:
+    """draft -> queued -> worked to the end in this process, with no cluster.
+
+    For ``import_media --inline`` and the demo seed: nothing goes on a queue. Should this
+    process die half-way, the job is an ordinary unfinished job: recover() gives it a
+    runner on its cluster. ``on_item`` is called after each item is worked (a progress bar).
+    """
+    # The heartbeat now, so recover() does not send a cluster runner to a job this process
+    # is about to start.
+    _move_job(job, to=JobState.QUEUED, sources={JobState.DRAFT}, runner_heartbeat=timezone.now())
+    _run(job_id=job.pk, to_the_end=True, on_item=on_item)
 
 
 def pause(job: RegenerationJob, *, reason: str) -> None:
@@ -669,6 +683,10 @@ def run_job(*, job_id: int) -> None:
     one item. In sync mode it runs to the end; on a cluster it hands over (re-enqueues
     itself) after ``MEDIAOPT_JOB_RUN_SECONDS``, well inside django-q2's timeout.
     """
+    _run(job_id=job_id, to_the_end=_is_sync())
+
+
+def _run(*, job_id: int, to_the_end: bool, on_item: Callable[[], None] | None = None) -> None:
     job = RegenerationJob.objects.filter(pk=job_id).first()
     if job is None:
         return
@@ -695,12 +713,12 @@ def run_job(*, job_id: int) -> None:
         fallback=options.work in {gate.WorkKind.UPLOAD, gate.WorkKind.IMPORT}
         and row.heuristic_fallback,
     )
-    deadline = None if _is_sync() else time.monotonic() + run_budget_seconds()
-    worked = _work(run, deadline=deadline)
+    deadline = None if to_the_end else time.monotonic() + run_budget_seconds()
+    worked = _work(run, deadline=deadline, on_item=on_item)
     logger.info("job %s: this runner worked %s item(s)", job_id, worked)
 
 
-def _work(run: _Run, *, deadline: float | None) -> int:
+def _work(run: _Run, *, deadline: float | None, on_item: Callable[[], None] | None = None) -> int:
     """The runner's loop; returns how many items it worked (for the log)."""
     job, job_id, lease = run.job, run.job.pk, lease_seconds()
     worked = 0
@@ -738,7 +756,10 @@ def _work(run: _Run, *, deadline: float | None) -> int:
                 _lease_lost(item.id)
                 continue
             worked += 1
-            if not _process(run, item):
+            keep_going = _process(run, item)
+            if on_item is not None:
+                on_item()
+            if not keep_going:
                 for rest in batch[index + 1 :]:
                     release_item(item_id=rest.id, lease_token=rest.lease_token)
                 return worked

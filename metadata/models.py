@@ -211,6 +211,10 @@ class JobItemQuerySet(models.QuerySet):
     def active(self) -> JobItemQuerySet:
         return self.filter(state__in=ACTIVE_ITEM_STATES)
 
+    def active_for_asset(self, asset_id: int) -> JobItemQuerySet:
+        """The asset's one active item, if any (the database allows at most one)."""
+        return self.active().filter(asset_id=asset_id)
+
 
 class JobItem(models.Model):
     """One asset's part of a job. States move only through jobs.py."""

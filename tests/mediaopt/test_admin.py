@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django import forms
@@ -12,11 +13,21 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django_q.conf import Conf
 
 from mediaopt import ingest
 from mediaopt.models import MediaAsset
-from metadata import revisions
-from metadata.models import MetadataRevision, RevisionKind, Settings
+from metadata import generation, jobs, revisions
+from metadata.models import (
+    JobItem,
+    JobKind,
+    JobQueue,
+    MetadataRevision,
+    RegenerationJob,
+    RevisionKind,
+    Settings,
+)
+from metadata.providers.base import DescribeResult
 from metadata.schema import Source
 from metadata.strategies import FieldChange, Plan
 from tests import factories
@@ -253,7 +264,10 @@ def test_upload_imports_reports_duplicates_and_rejections(admin_client):
     names = set(MediaAsset.objects.values_list("original_name", flat=True))
     assert names == {"existing.jpg", "one.jpg", "two.jpg"}
     (summary,) = [str(m) for m in response.context["messages"] if "uploaded" in str(m)]
-    assert summary.startswith("2 images uploaded; 1 duplicate skipped")
+    job = RegenerationJob.objects.get()
+    assert summary.startswith(
+        f"2 images uploaded; their metadata is being written — job #{job.pk}; 1 duplicate skipped"
+    )
     assert f"as {existing.original_name}" in summary
     assert "1 rejected: broken.jpg — " in summary
 
@@ -340,3 +354,268 @@ def test_revisions_are_a_read_only_log(admin_client):
     delete = reverse("admin:metadata_metadatarevision_delete", args=[revision.pk])
     assert admin_client.post(delete, {"post": "yes"}).status_code == 403
     assert MetadataRevision.objects.filter(pk=revision.pk).exists()
+
+
+# --- upload jobs, Regenerate and the job panel ------------------------------------------
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def regenerate_url(asset: MediaAsset) -> str:
+    return reverse("admin:mediaopt_mediaasset_regenerate", args=[asset.pk])
+
+
+def panel_url(asset: MediaAsset, item: JobItem | None = None, **form: Any) -> str:
+    url = reverse("admin:mediaopt_mediaasset_job_panel", args=[asset.pk])
+    query = {**({"item": item.pk} if item else {}), **form}
+    return f"{url}?{urlencode(query)}" if query else url
+
+
+def viewer_client(client: Client) -> Client:
+    viewer = User.objects.create_user("viewer", password="pw-viewer-123", is_staff=True)
+    viewer.user_permissions.add(
+        Permission.objects.get(codename="view_mediaasset", content_type__app_label="mediaopt")
+    )
+    client.force_login(viewer)
+    return client
+
+
+@pytest.fixture
+def sent_tasks(monkeypatch) -> list[tuple]:
+    """Tasks handed to django-q2, instead of sending them to a broker."""
+    sent: list[tuple] = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *a, **k: sent.append((a, k)))
+    return sent
+
+
+def test_upload_returns_at_once_and_enqueues_one_upload_job_on_commit(
+    admin_client, fake_openai_settings, sent_tasks, django_capture_on_commit_callbacks
+):
+    files = [
+        SimpleUploadedFile(name, factories.jpeg(30 + i, 30), content_type="image/jpeg")
+        for i, name in enumerate(["one.jpg", "two.jpg"])
+    ]
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = admin_client.post(UPLOAD, {"files": files}, follow=True)
+
+    # The request imported the files and asked the provider nothing.
+    assert fake_openai_settings.request_count == 0
+    job = RegenerationJob.objects.get()
+    assert (job.kind, job.queue, job.state) == (JobKind.UPLOAD, JobQueue.INTERACTIVE, "queued")
+    assert job.created_by.username == "admin"
+    assert set(job.items.values_list("asset__original_name", flat=True)) == {"one.jpg", "two.jpg"}
+    messages_ = [str(m) for m in response.context["messages"]]
+    assert f"2 images uploaded; their metadata is being written — job #{job.pk}" in messages_
+    # The runner is sent only when the transaction commits, so it finds the job's items.
+    assert sent_tasks == [] and len(callbacks) == 1
+    callbacks[0]()
+    ((args, kwargs),) = sent_tasks
+    assert args == ("metadata.tasks.run_job", job.pk)
+    assert kwargs["q_options"]["cluster"] == JobQueue.INTERACTIVE
+
+
+def test_the_upload_job_writes_ai_metadata_when_its_runner_runs(
+    admin_client, fake_openai_settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(Conf, "SYNC", True)  # the runner runs inline when sent
+    files = [SimpleUploadedFile("one.jpg", factories.jpeg(44, 30), content_type="image/jpeg")]
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(UPLOAD, {"files": files})
+    asset = MediaAsset.objects.get()
+    assert fake_openai_settings.request_count == 1
+    assert asset.alt_text and asset.alt_text_source == Source.AI
+    assert RegenerationJob.objects.get().state == "completed"
+
+
+def test_upload_starts_no_job_when_generation_on_upload_is_off(admin_client):
+    Settings.objects.filter(pk=Settings.objects.current().pk).update(generate_on_upload=False)
+    files = [SimpleUploadedFile("one.jpg", factories.jpeg(), content_type="image/jpeg")]
+    response = admin_client.post(UPLOAD, {"files": files}, follow=True)
+    assert not RegenerationJob.objects.exists()
+    assert [str(m) for m in response.context["messages"]] == ["1 image uploaded"]
+
+
+def test_regenerate_starts_a_single_overwrite_job_on_the_interactive_queue(
+    admin_client, django_capture_on_commit_callbacks, sent_tasks
+):
+    asset = add_asset()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(regenerate_url(asset), follow=True)
+
+    job = RegenerationJob.objects.get()
+    assert (job.kind, job.queue, job.state) == (JobKind.SINGLE, JobQueue.INTERACTIVE, "queued")
+    assert job.options == {"strategy": "overwrite", "force": False}
+    assert list(job.items.values_list("asset_id", flat=True)) == [asset.pk]
+    assert len(sent_tasks) == 1
+    assert response.redirect_chain[-1][0] == change_url(asset)
+    assert f"Regenerating this image's metadata — job #{job.pk}." in [
+        str(m) for m in response.context["messages"]
+    ]
+    # Back on the page, the panel follows the job.
+    html = page_text(response)
+    assert 'hx-trigger="every 1s"' in html and f"item={job.items.get().pk}" in html
+
+
+def test_an_htmx_regenerate_answers_with_the_polling_panel(admin_client):
+    asset = add_asset()
+    response = admin_client.post(regenerate_url(asset), **HTMX)
+    assert response.status_code == 200
+    item = JobItem.objects.get(asset=asset)
+    html = page_text(response)
+    assert html.lstrip().startswith('<div id="mediaopt-panel"')
+    assert f'hx-get="{panel_url(asset)}?item={item.pk}"' in html
+    assert 'hx-trigger="every 1s"' in html and "#id_based_on_revision" in html
+    assert f"job #{item.job_id}" in html
+
+
+def test_regenerate_needs_the_change_permission(client):
+    asset = add_asset()
+    viewer = viewer_client(client)
+    page = page_text(viewer.get(change_url(asset)))
+    assert regenerate_url(asset) not in page  # no button for a view-only user
+    assert viewer.post(regenerate_url(asset)).status_code == 403
+    assert viewer.post(regenerate_url(asset), **HTMX).status_code == 403
+    assert not RegenerationJob.objects.exists()
+
+
+def test_regenerate_refuses_get(admin_client):
+    asset = add_asset()
+    assert admin_client.get(regenerate_url(asset)).status_code == 405
+    assert not RegenerationJob.objects.exists()
+
+
+def test_regenerating_a_busy_image_says_which_job_holds_it(admin_client):
+    asset = add_asset()
+    holder = jobs.create_job(kind=JobKind.BULK, asset_ids=[asset.pk]).job
+
+    response = admin_client.post(regenerate_url(asset), follow=True)
+
+    assert RegenerationJob.objects.count() == 1
+    assert (
+        f"This image is already being worked on by job #{holder.pk}; its result will "
+        "appear here." in [str(m) for m in response.context["messages"]]
+    )
+    html = page_text(admin_client.post(regenerate_url(asset), **HTMX))
+    assert f"already being worked on by job #{holder.pk}" in html
+    assert 'hx-trigger="every 1s"' in html  # and the panel follows that job instead
+
+
+def test_hand_edited_fields_are_asked_about_before_regenerating(admin_client):
+    asset = add_asset()
+    set_alt_text(asset, "Typed by a person", Source.MANUAL)
+
+    page = admin_client.post(regenerate_url(asset))
+    assert page.status_code == 200
+    assert page.templates[0].name == "admin/mediaopt/mediaasset/regenerate_confirmation.html"
+    html = page_text(page)
+    assert "Alt text" in html and "Typed by a person" in html
+    assert 'name="manual" value="replace"' in html and 'name="manual" value="keep"' in html
+    panel = page_text(admin_client.post(regenerate_url(asset), **HTMX))
+    assert 'data-state="confirm"' in panel and "Typed by a person" in panel
+    assert not RegenerationJob.objects.exists()
+
+    admin_client.post(regenerate_url(asset), {"manual": "keep"})
+    kept = RegenerationJob.objects.get()
+    assert kept.options == {"strategy": "overwrite", "force": False}
+    jobs.cancel(kept)
+    admin_client.post(regenerate_url(asset), {"manual": "replace"}, **HTMX)
+    replaced = RegenerationJob.objects.exclude(pk=kept.pk).get()
+    assert replaced.options == {"strategy": "overwrite", "force": True}
+
+
+def test_the_panel_stops_polling_when_nothing_is_active(admin_client):
+    asset = add_asset()
+    response = admin_client.get(panel_url(asset), **HTMX)
+    assert response.status_code == 286
+    assert 'data-state="idle"' in page_text(response)
+    assert "hx-trigger" not in page_text(response)
+
+
+def test_the_panel_polls_while_the_image_has_an_active_item(admin_client):
+    asset = add_asset()
+    job = jobs.create_job(kind=JobKind.UPLOAD, asset_ids=[asset.pk]).job
+    jobs.enqueue(job)
+    response = admin_client.get(panel_url(asset), **HTMX)
+    assert response.status_code == 200
+    html = page_text(response)
+    assert 'hx-trigger="every 1s"' in html and "waiting for a worker" in html
+    jobs.pause(job, reason="Out of credits")
+    paused = admin_client.get(panel_url(asset), **HTMX)
+    assert paused.status_code == 286 and "is paused: Out of credits" in page_text(paused)
+
+
+def finished_single_job(asset: MediaAsset) -> JobItem:
+    """A single job that wrote AI values for ``asset``, as a runner would have."""
+    job = jobs.create_job(kind=JobKind.SINGLE, asset_ids=[asset.pk]).job
+    RegenerationJob.objects.filter(pk=job.pk).update(state="completed")
+    revision = generation.write_result(
+        asset=asset,
+        result=DescribeResult(
+            output={"alt_text": "Red boats in a harbour", "title": "Harbour"},
+            provider="openai",
+            model="gpt-4o-mini",
+        ),
+        source=Source.AI,
+        options=generation.GenerationOptions(),
+        job=job,
+    ).revision
+    JobItem.objects.filter(job=job).update(state="succeeded", revision=revision)
+    return JobItem.objects.get(job=job)
+
+
+def test_the_last_poll_swaps_in_the_new_values_and_the_history(admin_client):
+    asset = add_asset()
+    form = {"based_on_revision": asset.current_revision_id, "alt_text": ""}
+    item = finished_single_job(asset)
+    asset.refresh_from_db()
+
+    response = admin_client.get(panel_url(asset, item, **form), **HTMX)
+
+    assert response.status_code == 286
+    html = page_text(response)
+    assert "New metadata written by" in html and "gpt-4o-mini" in html
+    assert "Red boats in a harbour" in html
+    assert '<div id="mediaopt-fieldset-1" hx-swap-oob="true">' in html
+    assert 'name="alt_text"' in html and 'value="Red boats in a harbour"' in html
+    # The form may be saved afterwards: its guard now names the new revision.
+    assert (
+        f'name="based_on_revision" value="{asset.current_revision_id}" '
+        'id="id_based_on_revision"' in html
+    )
+    assert '<div id="mediaopt-history" hx-swap-oob="true">' in html
+    assert html.count('class="form-row has_original') == 2  # both revisions listed
+
+
+def test_the_last_poll_leaves_a_form_with_unsaved_edits_alone(admin_client):
+    asset = add_asset()
+    typed = {"based_on_revision": asset.current_revision_id, "alt_text": "Half typed"}
+    item = finished_single_job(asset)
+
+    html = page_text(admin_client.get(panel_url(asset, item, **typed), **HTMX))
+
+    assert "mediaopt-fieldset-1" not in html
+    assert "You have unsaved changes (Alt text)" in html
+    assert "Red boats in a harbour" in html  # the new values are still shown in the panel
+
+
+def test_a_poll_costs_the_same_queries_whatever_the_size(admin_client):
+    small, other = add_asset("small.jpg", width=41), add_asset("other.jpg", width=42)
+    first = jobs.create_job(kind=JobKind.BULK, asset_ids=[small.pk]).job
+    with CaptureQueriesContext(connection) as one:
+        assert admin_client.get(panel_url(small), **HTMX).status_code == 200
+    crowd = [add_asset(f"crowd-{i}.jpg", width=50 + i).pk for i in range(15)]
+    jobs.create_job(kind=JobKind.BULK, asset_ids=[other.pk, *crowd])
+    with CaptureQueriesContext(connection) as many:
+        assert admin_client.get(panel_url(other), **HTMX).status_code == 200
+    assert len(many) == len(one) <= 4
+
+    jobs.cancel(first)
+    item = finished_single_job(small)
+    with CaptureQueriesContext(connection) as short_history:
+        assert admin_client.get(panel_url(small, item), **HTMX).status_code == 286
+    for i in range(10):
+        set_alt_text(small, f"Version {i}", Source.AI)
+    with CaptureQueriesContext(connection) as long_history:
+        assert admin_client.get(panel_url(small, item), **HTMX).status_code == 286
+    assert len(long_history) == len(short_history)

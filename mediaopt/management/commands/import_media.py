@@ -1,12 +1,26 @@
-import json
-from pathlib import Path
+"""``manage.py import_media PATH...``: import files now, write their metadata in an import job.
 
-from django.core.management.base import BaseCommand, CommandError
+By default the job goes to the bulk cluster and the command ends; ``--wait`` follows it
+with a progress bar; ``--inline`` works it in this process, with no cluster at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from mediaopt import ingest
-from metadata import generation
-from metadata.models import Settings
+from metadata import intake, jobs
+from metadata.models import JobItem, JobKind, JobState, RegenerationJob
+
+# --wait stops following a job in any of these: it will not move without a person.
+FOLLOW_UNTIL = frozenset({JobState.COMPLETED, JobState.PAUSED, JobState.CANCELLED, JobState.FAILED})
+POLL_SECONDS = 0.5
 
 
 def files_under(paths: list[str]) -> list[Path]:
@@ -24,44 +38,100 @@ def files_under(paths: list[str]) -> list[Path]:
 
 
 class Command(BaseCommand):
-    help = "Import image files or folders (recursively) and generate their metadata."
+    help = (
+        "Import image files or folders (recursively); their metadata is written by an "
+        "import job on the bulk cluster (--wait follows it, --inline needs no cluster)."
+    )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("paths", nargs="+", help="Files or folders.")
-        parser.add_argument(
-            "--no-generate", action="store_true", help="Import only; write no metadata."
+        parser.add_argument("--no-generate", action="store_true", help="Import only; start no job.")
+        follow = parser.add_mutually_exclusive_group()
+        follow.add_argument(
+            "--wait",
+            action="store_true",
+            help="Follow the job with a progress bar until it completes or pauses "
+            "(needs the clusters running, e.g. scripts/run).",
+        )
+        follow.add_argument(
+            "--inline",
+            action="store_true",
+            help="Work the job in this process, without a cluster.",
         )
         parser.add_argument(
-            "--json", action="store_true", help="Print imported, duplicates and rejected."
+            "--json",
+            action="store_true",
+            help="Print imported, duplicates and rejected (and, with --wait or --inline, "
+            "each image's result) as JSON.",
         )
 
-    def handle(self, *args, paths, no_generate, json: bool, **options):
+    def handle(
+        self,
+        *args: Any,
+        paths: list[str],
+        no_generate: bool,
+        wait: bool,
+        inline: bool,
+        json: bool,
+        **options: Any,
+    ) -> None:
         files = files_under(paths)
-        generate = not no_generate and Settings.objects.current().generate_on_upload
-        report = {"imported": [], "duplicates": [], "rejected": [], "generation_failed": []}
-        gen_options = generation.GenerationOptions.from_settings(
-            Settings.objects.current(), work=generation.gate.WorkKind.IMPORT
-        )
         show_bar = not json and options.get("verbosity", 1) > 0
+        report: dict[str, Any] = {"imported": [], "duplicates": [], "rejected": []}
         for path in tqdm(files, unit="file", disable=not show_bar, file=self.stderr):
             outcome = ingest.import_file(source=path, original_name=path.name)
             entry = {**outcome.as_dict(), "path": str(path)}
-            if outcome.status == ingest.IMPORTED:
-                report["imported"].append(entry)
-                if generate:
-                    result = generation.generate(asset=outcome.asset, options=gen_options)
-                    entry["generated"] = result.ok and result.revision is not None
-                    if not result.ok:
-                        entry["reason"] = result.reason
-                        report["generation_failed"].append(entry)
-            elif outcome.status == ingest.DUPLICATE:
-                report["duplicates"].append(entry)
+            key = {ingest.IMPORTED: "imported", ingest.DUPLICATE: "duplicates"}
+            report[key.get(outcome.status, "rejected")].append(entry)
+
+        job = None
+        if not no_generate:
+            job = intake.draft_for_new_assets(
+                kind=JobKind.IMPORT, asset_ids=[entry["id"] for entry in report["imported"]]
+            )
+        if job is not None:
+            if inline:
+                self.work_inline(job, show_bar=show_bar)
             else:
-                report["rejected"].append(entry)
+                # Not in a transaction: the runner is sent to the bulk cluster at once.
+                jobs.enqueue(job)
+                if wait:
+                    self.follow(job, show_bar=show_bar)
+            job.refresh_from_db()
+            report["job"] = job_summary(job)
+            if wait or inline:
+                report["items"] = item_results(job)
 
         if json:
             self.stdout.write(_json_dumps(report))
-            return
+        else:
+            self.print_report(report, followed=wait or inline)
+
+    def work_inline(self, job: RegenerationJob, *, show_bar: bool) -> None:
+        total = jobs.progress(job).total
+        with tqdm(total=total, unit="image", disable=not show_bar, file=self.stderr) as bar:
+
+            def advance() -> None:
+                bar.n = jobs.progress(job).done
+                bar.refresh()
+
+            jobs.run_inline(job, on_item=advance)
+            advance()
+
+    def follow(self, job: RegenerationJob, *, show_bar: bool) -> None:
+        """Poll the job's progress (one query) until it needs nobody's attention."""
+        with tqdm(
+            total=jobs.progress(job).total, unit="image", disable=not show_bar, file=self.stderr
+        ) as bar:
+            while True:
+                job.refresh_from_db(fields=["state"])
+                bar.n = jobs.progress(job).done
+                bar.refresh()
+                if job.state in FOLLOW_UNTIL:
+                    return
+                time.sleep(POLL_SECONDS)
+
+    def print_report(self, report: dict[str, Any], *, followed: bool) -> None:
         self.stdout.write(
             f"{len(report['imported'])} imported, {len(report['duplicates'])} duplicates, "
             f"{len(report['rejected'])} rejected."
@@ -70,11 +140,58 @@ class Command(BaseCommand):
             self.stdout.write(f"  duplicate {entry['path']}: {entry['reason']}")
         for entry in report["rejected"]:
             self.stdout.write(self.style.WARNING(f"  rejected {entry['path']}: {entry['reason']}"))
-        for entry in report["generation_failed"]:
+        summary = report.get("job")
+        if summary is None:
+            return
+        if not followed:
             self.stdout.write(
-                self.style.WARNING(f"  no metadata for {entry['path']}: {entry['reason']}")
+                f"Metadata: import job #{summary['id']} is queued on the bulk cluster "
+                "(--wait follows a job, --inline works it here)."
             )
+            return
+        counts = summary["progress"]
+        line = (
+            f"Metadata: import job #{summary['id']} {summary['state']}: "
+            f"{counts['succeeded']} written, {counts['skipped']} unchanged, "
+            f"{counts['failed']} failed."
+        )
+        if summary["pause_reason"]:
+            line += f" Paused: {summary['pause_reason']}"
+        self.stdout.write(line)
+        for entry in report["items"]:
+            if entry["state"] == "failed":
+                self.stdout.write(
+                    self.style.WARNING(f"  no metadata for {entry['name']}: {entry['reason']}")
+                )
 
 
-def _json_dumps(value) -> str:
+def job_summary(job: RegenerationJob) -> dict[str, Any]:
+    progress = jobs.progress(job)
+    return {
+        "id": job.pk,
+        "state": job.state,
+        "pause_reason": job.pause_reason,
+        "progress": {
+            "total": progress.total,
+            "succeeded": progress.succeeded,
+            "skipped": progress.skipped,
+            "failed": progress.failed,
+            "cancelled": progress.cancelled,
+            "remaining": progress.remaining,
+        },
+    }
+
+
+def item_results(job: RegenerationJob) -> list[dict[str, Any]]:
+    """Each image's result: succeeded, skipped or failed, with the reason."""
+    rows = JobItem.objects.filter(job=job).values_list(
+        "asset_id", "asset__original_name", "state", "error"
+    )
+    return [
+        {"id": asset_id, "name": name, "state": state, "reason": error}
+        for asset_id, name, state, error in rows
+    ]
+
+
+def _json_dumps(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)

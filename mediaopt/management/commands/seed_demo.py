@@ -2,7 +2,8 @@ from django.core.management.base import BaseCommand
 
 from mediaopt import demo, ingest
 from mediaopt.models import MediaAsset
-from metadata import generation
+from metadata import intake, jobs
+from metadata.models import JobKind
 
 
 class Command(BaseCommand):
@@ -17,8 +18,18 @@ class Command(BaseCommand):
                 outcome = ingest.import_file(source=demo.draw(image), original_name=image.name)
                 if outcome.asset and outcome.status == ingest.IMPORTED:
                     imported.append(outcome.asset)
-            generation.generate_after_upload(assets=imported)
-            self.stdout.write(f"Imported {len(imported)} demo images.")
+            job = intake.draft_for_new_assets(
+                kind=JobKind.IMPORT, asset_ids=[asset.pk for asset in imported]
+            )
+            if job is not None:
+                # Inline, before the clusters start: a newcomer's first page already
+                # shows the demo images with their metadata.
+                jobs.run_inline(job)
+                self.stdout.write(
+                    f"Imported {len(imported)} demo images; metadata written by job #{job.pk}."
+                )
+            else:
+                self.stdout.write(f"Imported {len(imported)} demo images.")
         if password:
             self.stdout.write(self.style.SUCCESS(f"Demo login: {username} / {password}"))
         else:

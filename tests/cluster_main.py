@@ -1,4 +1,4 @@
-"""``manage.py qcluster`` for the services tests, with an optional poison image.
+"""``manage.py qcluster`` for tests that start real clusters, with an optional poison image.
 
 With ``MEDIAOPT_TEST_POISON`` set, ``images.preview`` kills its own process with SIGKILL
 (a real death, like the kernel's OOM killer would deal) when the image's bytes contain that
