@@ -200,8 +200,10 @@ else:
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
 OPENAI_TIMEOUT = float(os.environ.get("OPENAI_TIMEOUT", "60"))
-# Our one retry policy: attempts in all (the SDK's own retries are off).
-MEDIAOPT_PROVIDER_ATTEMPTS = env_int("MEDIAOPT_PROVIDER_ATTEMPTS", 3)
+# Our one retry policy (the SDK's own retries are off): a job item gets this many attempts
+# in all, and after a retryable failure waits (its not_before) an exponential backoff from
+# MEDIAOPT_RETRY_BASE_SECONDS, or the server's Retry-After, capped at 60 s.
+MEDIAOPT_JOB_MAX_ATTEMPTS = env_int("MEDIAOPT_JOB_MAX_ATTEMPTS", 3)
 MEDIAOPT_RETRY_BASE_SECONDS = float(os.environ.get("MEDIAOPT_RETRY_BASE_SECONDS", "1.0"))
 
 # Pillow limits (images.py).

@@ -9,16 +9,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from django.conf import settings
-
 from billing import gate
 from mediaopt import images
 from mediaopt.models import MediaAsset
 from metadata import revisions, schema, strategies
 from metadata.models import MetadataRevision, RegenerationJob, Settings, Strategy
-from metadata.providers.base import DescribeRequest, DescribeResult, ProviderError
+from metadata.providers.base import DescribeRequest, DescribeResult
 from metadata.providers.heuristic import HeuristicProvider
-from metadata.schema import Source
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +52,6 @@ class GenerationOutcome:
     revision: MetadataRevision | None = None
     provider: str = ""
     model: str = ""
-    error: ProviderError | None = None
 
 
 def _request(asset: MediaAsset, row: Settings, options: GenerationOptions, preview: bytes | None):
@@ -101,62 +97,10 @@ def call_ai_once(
     return provider.describe(request)
 
 
-def describe_with_ai(
-    *, asset: MediaAsset, row: Settings, options: GenerationOptions, decision: gate.Decision
-) -> DescribeResult:
-    """One paid description under our retry policy. Raises ImageError or ProviderError."""
-    from metadata.providers.openai import OpenAIConfig, OpenAIProvider
-    from metadata.providers.retry import call_with_retries
-
-    request = ai_request(asset=asset, row=row, options=options)
-    provider = OpenAIProvider(OpenAIConfig.from_settings(row, api_key=decision.api_key))
-    return call_with_retries(
-        provider,
-        request,
-        attempts=settings.MEDIAOPT_PROVIDER_ATTEMPTS,
-        base_delay=settings.MEDIAOPT_RETRY_BASE_SECONDS,
-    )
-
-
 def describe_with_heuristic(
     *, asset: MediaAsset, row: Settings, options: GenerationOptions
 ) -> DescribeResult:
     return HeuristicProvider().describe(_request(asset, row, options, None))
-
-
-def generate(
-    *,
-    asset: MediaAsset,
-    actor=None,
-    options: GenerationOptions | None = None,
-    job: RegenerationJob | None = None,
-) -> GenerationOutcome:
-    """Describe one asset and write what the strategy allows. Failures change nothing."""
-    row = Settings.objects.current()
-    options = options or GenerationOptions.from_settings(row)
-    decision = gate.decide(work=options.work)
-    if decision.mode == gate.Mode.REFUSED:
-        return GenerationOutcome(ok=False, reason=decision.reason)
-
-    try:
-        if decision.uses_ai:
-            result = describe_with_ai(asset=asset, row=row, options=options, decision=decision)
-        else:
-            result = describe_with_heuristic(asset=asset, row=row, options=options)
-    except images.ImageError as error:
-        return GenerationOutcome(ok=False, reason=error.reason)
-    except ProviderError as error:
-        # DESIGN.md fallback rule (b): uploads may fall back; bulk work never does.
-        fallback = options.work in {gate.WorkKind.UPLOAD, gate.WorkKind.IMPORT}
-        if not (fallback and row.heuristic_fallback):
-            return GenerationOutcome(ok=False, reason=error.reason, error=error)
-        logger.warning("AI failed for asset %s (%s); using the heuristic", asset.pk, error.reason)
-        result = describe_with_heuristic(asset=asset, row=row, options=options)
-
-    source = Source.HEURISTIC if result.provider == "heuristic" else Source.AI
-    return write_result(
-        asset=asset, result=result, source=source, options=options, actor=actor, job=job
-    )
 
 
 def write_result(

@@ -1,10 +1,10 @@
 """The OpenAI provider: one Chat Completions call with the preview and a strict JSON schema.
 
 Works with any OpenAI-compatible server through ``base_url``. The SDK's own retries are
-off (``max_retries=0``): one ``describe`` is exactly one HTTP request, and the caller's
-retry policy (retry.call_with_retries, or a job's backoff) is the only one. Every failure
-comes back as a classified ProviderError whose reason a person can read and that never
-contains the API key.
+off (``max_retries=0``): one ``describe`` is exactly one HTTP request, and the job
+runner's backoff (retry.backoff_delay, an item's not_before) is the only retry policy.
+Every failure comes back as a classified ProviderError whose reason a person can read and
+that never contains the API key.
 """
 
 from __future__ import annotations

@@ -1,14 +1,19 @@
-"""One image end to end: preview -> gate -> real SDK -> fake server -> clean -> revision."""
+"""One image end to end through a job: preview -> gate -> real SDK -> fake server -> clean
+-> revision, with the one retry policy (an item's attempts and not_before).
+
+Whole-job behaviour (429s and 500s across many items, the attempt counted before the image
+is opened, a broken file among good ones, pause and resume) is in test_jobs.py.
+"""
 
 import io
 
 import pytest
+from django.conf import settings as django_settings
 from PIL import Image
 
-from billing.gate import WorkKind
 from mediaopt import ingest
-from metadata import generation, schema
-from metadata.models import Settings, Strategy
+from metadata import jobs, schema
+from metadata.models import ItemState, JobItem, JobKind, JobState, Settings, Strategy
 from metadata.schema import Source
 from tests import factories
 from tests.fakeopenai import Fault, expected_metadata
@@ -16,15 +21,34 @@ from tests.fakeopenai import Fault, expected_metadata
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(30)]
 
 
+@pytest.fixture(autouse=True)
+def quick(settings):
+    """Backoff without waiting: the attempts are real, the delays are not."""
+    settings.MEDIAOPT_RETRY_BASE_SECONDS = 0
+    settings.MEDIAOPT_JOB_MAX_SLEEP_SECONDS = 0.05
+
+
 def imported(data: bytes, name: str = "IMG_0001.jpg"):
     return ingest.import_file(source=data, original_name=name).asset
 
 
+def run_single(asset, kind=JobKind.SINGLE, **options) -> JobItem:
+    """One job for one asset, worked to the end in this process; its item."""
+    job = jobs.create_job(kind=kind, asset_ids=[asset.pk], options=options).job
+    jobs.run_inline(job)
+    return JobItem.objects.select_related("job", "revision").get(job=job)
+
+
+def attempts() -> int:
+    return django_settings.MEDIAOPT_JOB_MAX_ATTEMPTS
+
+
 def test_ai_result_is_stored_exactly_with_source_ai_and_the_model(fake_openai_settings):
     asset = imported(factories.jpeg(96, 64, color="green"))
-    outcome = generation.generate(asset=asset)
 
-    assert outcome.ok, outcome.reason
+    item = run_single(asset)
+
+    assert item.state == ItemState.SUCCEEDED, item.error
     [request] = fake_openai_settings.requests
     expected = schema.clean(expected_metadata(request.image)).values
     asset.refresh_from_db()
@@ -32,13 +56,14 @@ def test_ai_result_is_stored_exactly_with_source_ai_and_the_model(fake_openai_se
     assert asset.alt_text == "A green scene with a green band at the top"
     assert set(asset.sources().values()) == {Source.AI}
     revision = asset.current_revision
+    assert revision == item.revision and revision.job == item.job
     assert (revision.provider, revision.model) == ("openai", "gpt-4o-mini")
     assert revision.prompt_tokens > 0 and revision.number == 2
 
 
 def test_preview_reaches_the_server_upright_and_without_metadata(fake_openai_settings):
     asset = imported(factories.red_top_band_jpeg_with_orientation_6())
-    assert generation.generate(asset=asset).ok
+    assert run_single(asset).state == ItemState.SUCCEEDED
 
     [request] = fake_openai_settings.requests
     jpeg = request.image
@@ -56,76 +81,93 @@ def test_preview_reaches_the_server_upright_and_without_metadata(fake_openai_set
     assert asset.alt_text.endswith("with a red band at the top")
 
 
-def test_server_errors_retry_exactly_our_attempts_then_change_nothing(
-    fake_openai_settings, settings
+@pytest.mark.parametrize(
+    ("fault", "words"),
+    [
+        (500, "(500)"),
+        (Fault.refusal(), "refused"),
+        (Fault.broken_json(), "not valid JSON"),
+        (Fault.off_schema(), "lacks"),
+        (Fault.timeout(delay=3), "did not answer within 0.5 s"),
+    ],
+    ids=["500", "refusal", "broken-json", "off-schema", "timeout"],
+)
+def test_retryable_failures_use_exactly_our_attempts_then_change_nothing_and_say_why(
+    fake_openai_settings, settings, fault, words
 ):
-    settings.MEDIAOPT_PROVIDER_ATTEMPTS = 3
+    settings.OPENAI_TIMEOUT = 0.5
     asset = imported(factories.jpeg(32, 32))
     before = (asset.values(), asset.current_revision_id)
-    fake_openai_settings.always(500)
+    fake_openai_settings.always(fault)
 
-    outcome = generation.generate(asset=asset)
+    item = run_single(asset)
 
-    assert not outcome.ok and "500" in outcome.reason
-    assert len(fake_openai_settings.requests) == 3
+    # A setting other than the default is honoured too: test_jobs.py, 2 attempts.
+    assert fake_openai_settings.request_count == attempts() > 1
+    assert (item.state, item.attempts, item.revision) == (ItemState.FAILED, attempts(), None)
+    assert item.error.startswith(f"gave up after {attempts()} attempts: "), item.error
+    assert words in item.error
     asset.refresh_from_db()
     assert (asset.values(), asset.current_revision_id) == before
 
 
-@pytest.mark.parametrize(
-    "fault", [Fault.refusal(), Fault.broken_json(), Fault.off_schema(), Fault.timeout(delay=3)]
-)
-def test_bad_answers_change_nothing_and_say_why(fake_openai_settings, settings, fault):
-    settings.MEDIAOPT_PROVIDER_ATTEMPTS = 1
-    settings.OPENAI_TIMEOUT = 1.0
+def test_a_rejected_key_is_not_retried_pauses_the_job_and_is_never_shown(
+    fake_openai_settings, settings
+):
+    settings.OPENAI_API_KEY = "sk-wrong-key-1234"
     asset = imported(factories.jpeg(32, 32))
-    revision_before = asset.current_revision_id
-    fake_openai_settings.always(fault)
 
-    outcome = generation.generate(asset=asset)
+    item = run_single(asset)
 
-    assert not outcome.ok and outcome.reason
+    assert fake_openai_settings.request_count == 1
+    job = item.job
+    assert job.state == JobState.PAUSED
+    assert "401" in job.pause_reason
+    assert "sk-wrong-key-1234" not in job.pause_reason and "1234" not in job.pause_reason
+    # The fake echoes the key, as OpenAI echoes part of it; it reaches no stored reason.
+    assert "sk-wrong-key-1234" not in item.error
+    assert (item.state, item.attempts) == (ItemState.PENDING, 0)
     asset.refresh_from_db()
-    assert asset.current_revision_id == revision_before
     assert asset.alt_text == ""
 
 
-def test_a_rejected_key_is_not_retried(fake_openai_settings, settings):
-    settings.OPENAI_API_KEY = "sk-wrong-key-1234"
+def test_a_bad_request_is_not_retried_and_fails_the_item_with_the_reason(fake_openai_settings):
     asset = imported(factories.jpeg(32, 32))
-    outcome = generation.generate(asset=asset)
-    assert not outcome.ok and "401" in outcome.reason
-    assert "sk-wrong-key-1234" not in outcome.reason
-    assert len(fake_openai_settings.requests) == 1
+    fake_openai_settings.always(400)
+
+    item = run_single(asset)
+
+    assert fake_openai_settings.request_count == 1
+    assert item.state == ItemState.FAILED and "(400)" in item.error
+    assert not item.error.startswith("gave up")
+    assert item.job.state == JobState.COMPLETED
 
 
-def test_uploads_fall_back_to_the_heuristic_when_ai_fails(fake_openai_settings, settings):
-    settings.MEDIAOPT_PROVIDER_ATTEMPTS = 2
+def test_uploads_fall_back_to_the_heuristic_when_ai_fails(fake_openai_settings):
+    assert Settings.objects.current().heuristic_fallback
     asset = imported(factories.jpeg(32, 32), name="red-kite-over-a-field.jpg")
     fake_openai_settings.always(500)
 
-    outcome = generation.generate(
-        asset=asset,
-        options=generation.GenerationOptions.from_settings(
-            Settings.objects.current(), work=WorkKind.UPLOAD
-        ),
-    )
+    item = run_single(asset, kind=JobKind.UPLOAD)
 
-    assert outcome.ok and outcome.provider == "heuristic"
+    # AI is tried with our attempts first; the last failure falls back.
+    assert fake_openai_settings.request_count == attempts()
+    assert item.state == ItemState.SUCCEEDED, item.error
+    assert item.revision.provider == "heuristic"
     asset.refresh_from_db()
     assert (asset.alt_text, asset.alt_text_source) == ("Red kite over a field", Source.HEURISTIC)
 
 
-def test_bulk_work_never_falls_back(fake_openai_settings):
+def test_bulk_jobs_never_fall_back(fake_openai_settings):
     row = Settings.objects.current()
     row.heuristic_fallback = True
     row.save()
     asset = imported(factories.jpeg(32, 32), name="red-kite-over-a-field.jpg")
     fake_openai_settings.always(500)
-    outcome = generation.generate(
-        asset=asset, options=generation.GenerationOptions.from_settings(row, work=WorkKind.BULK)
-    )
-    assert not outcome.ok
+
+    item = run_single(asset, kind=JobKind.BULK)
+
+    assert item.state == ItemState.FAILED and "(500)" in item.error
     asset.refresh_from_db()
     assert asset.alt_text == ""
 
@@ -135,48 +177,43 @@ def test_fallback_off_means_an_upload_fails_and_changes_nothing(fake_openai_sett
     row.heuristic_fallback = False
     row.save()
     asset = imported(factories.jpeg(32, 32), name="red-kite-over-a-field.jpg")
+    revision_before = asset.current_revision_id
     fake_openai_settings.always(500)
-    outcome = generation.generate(
-        asset=asset, options=generation.GenerationOptions.from_settings(row, work=WorkKind.UPLOAD)
-    )
-    assert not outcome.ok
+
+    item = run_single(asset, kind=JobKind.UPLOAD)
+
+    assert item.state == ItemState.FAILED and "(500)" in item.error
     asset.refresh_from_db()
-    assert asset.alt_text == ""
+    assert asset.alt_text == "" and asset.current_revision_id == revision_before
 
 
 def test_ai_improves_a_heuristic_guess_under_fill_empty(fake_openai_settings, settings):
     asset = imported(factories.jpeg(40, 30, color="blue"), name="blue-door.jpg")
     settings.OPENAI_API_KEY = ""
-    generation.generate(asset=asset)
+    assert run_single(asset).revision.provider == "heuristic"
     asset.refresh_from_db()
     assert asset.alt_text_source == Source.HEURISTIC
+    assert fake_openai_settings.request_count == 0
 
     settings.OPENAI_API_KEY = fake_openai_settings.api_key
-    outcome = generation.generate(
-        asset=asset,
-        options=generation.GenerationOptions(strategy=Strategy.FILL_EMPTY),
-    )
-    assert outcome.ok
+    item = run_single(asset, strategy=Strategy.FILL_EMPTY)
+
+    assert item.state == ItemState.SUCCEEDED, item.error
     asset.refresh_from_db()
     assert asset.alt_text == "A blue scene with a blue band at the top"
     assert asset.alt_text_source == Source.AI
     assert asset.revisions.count() == 3
 
 
-def test_a_broken_stored_file_fails_its_generation_with_a_reason(fake_openai_settings):
-    asset = imported(factories.jpeg(32, 32))
-    with open(asset.file.path, "wb") as handle:
-        handle.write(b"\xff\xd8\xff garbage")
-    outcome = generation.generate(asset=asset)
-    assert not outcome.ok and outcome.reason
-    assert fake_openai_settings.requests == []
-
-
 def test_without_a_key_the_heuristic_writes_only_what_it_knows():
     named = imported(factories.jpeg(32, 32), name="old-stone-bridge.jpg")
     anonymous = imported(factories.jpeg(32, 32, color="blue"), name="DSC00012.jpg")
-    assert generation.generate(asset=named).revision is not None
-    outcome = generation.generate(asset=anonymous)
-    assert outcome.ok and outcome.revision is None
+
+    written = run_single(named)
+    skipped = run_single(anonymous)
+
+    assert written.state == ItemState.SUCCEEDED and written.revision is not None
+    assert (skipped.state, skipped.revision) == (ItemState.SKIPPED, None)
+    assert skipped.error == "nothing to change"
     anonymous.refresh_from_db()
     assert anonymous.values() == {name: "" for name in schema.FIELDS}

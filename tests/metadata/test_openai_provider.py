@@ -1,8 +1,13 @@
-"""The OpenAI provider and the retry policy, with the real SDK over real HTTP.
+"""The OpenAI provider and the backoff policy, with the real SDK over real HTTP.
 
 Nothing of the SDK is mocked: the fake server (tests/fakeopenai.py) answers on 127.0.0.1
 the way OpenAI does, so status codes, headers, timeouts and the SDK's own behaviour (no
 hidden retries with max_retries=0) are all exercised for real.
+
+One ``describe`` is one request, classified (kind, retryable, retry_after). Retrying is the
+job runner's: exactly MEDIAOPT_JOB_MAX_ATTEMPTS requests per item, the last error as the
+item's reason, non-retryable errors not retried (tests/metadata/test_generation.py and
+test_jobs.py).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import pytest
 from PIL import Image
 
 from metadata.models import Settings
-from metadata.providers.base import DescribeRequest, DescribeResult, ErrorKind, ProviderError
+from metadata.providers.base import DescribeRequest, ErrorKind, ProviderError
 from metadata.providers.openai import (
     METADATA_SCHEMA,
     OpenAIConfig,
@@ -24,7 +29,7 @@ from metadata.providers.openai import (
     redact,
     retry_after_seconds,
 )
-from metadata.providers.retry import backoff_delay, call_with_retries
+from metadata.providers.retry import MAX_DELAY, backoff_delay
 from metadata.schema import FIELDS
 from tests.fakeopenai import FAKE_API_KEY, FakeOpenAI, Fault, expected_metadata
 
@@ -60,16 +65,6 @@ def make_provider(fake: FakeOpenAI, **overrides) -> OpenAIProvider:
     values = {"api_key": FAKE_API_KEY, "base_url": fake.base_url, "timeout": 5.0}
     values.update(overrides)
     return OpenAIProvider(OpenAIConfig(**values))
-
-
-class SleepRecorder:
-    """Stands in for time.sleep: records the delays instead of waiting."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
 
 
 # -- a successful call ---------------------------------------------------------------------
@@ -160,46 +155,39 @@ def test_detail_setting_reaches_the_request(fake_openai):
     assert fake_openai.requests[0].image_detail == "high"
 
 
-# -- the retry policy: ours only -------------------------------------------------------------
-
-
-@network
-def test_a_failing_server_gets_exactly_attempts_requests(fake_openai):
-    """max_retries=0: one describe is one request, so 3 attempts are 3 requests, not 9."""
-    fake_openai.always(500)
-    sleep = SleepRecorder()
-
-    with pytest.raises(ProviderError) as caught:
-        call_with_retries(
-            make_provider(fake_openai), make_request(), attempts=3, base_delay=0.01, sleep=sleep
-        )
-
-    assert caught.value.kind == ErrorKind.TRANSIENT
-    assert fake_openai.request_count == 3
-    assert len(sleep.delays) == 2
+# -- one describe is one request, classified -------------------------------------------------
 
 
 @network
 def test_one_describe_is_one_request_even_on_500(fake_openai):
+    """max_retries=0: the SDK never retries behind our back (3 attempts are 3 requests)."""
     fake_openai.always(500)
 
-    with pytest.raises(ProviderError):
+    with pytest.raises(ProviderError) as caught:
         make_provider(fake_openai).describe(make_request())
 
+    assert caught.value.kind == ErrorKind.TRANSIENT
+    assert caught.value.retryable
+    assert "(500)" in caught.value.reason
     assert fake_openai.request_count == 1
 
 
 @network
-def test_retry_after_is_honoured_then_the_call_succeeds(fake_openai):
+def test_a_429_carries_retry_after_and_the_next_call_succeeds(fake_openai):
     fake_openai.script([Fault.rate_limited(retry_after=7), "ok"])
-    sleep = SleepRecorder()
     provider = make_provider(fake_openai)
 
-    result = call_with_retries(provider, make_request(), attempts=3, base_delay=0.01, sleep=sleep)
+    with pytest.raises(ProviderError) as caught:
+        provider.describe(make_request())
+    error = caught.value
 
-    assert sleep.delays == [7.0]
-    assert fake_openai.request_count == 2
+    assert (error.kind, error.retryable, error.retry_after) == (ErrorKind.TRANSIENT, True, 7.0)
+    assert fake_openai.request_count == 1
+    # The server's Retry-After wins over our backoff.
+    assert backoff_delay(1, base_delay=0.01, retry_after=error.retry_after) == 7.0
+    result = provider.describe(make_request())
     assert result.output == expected_metadata(banded_jpeg())
+    assert fake_openai.request_count == 2
 
 
 @network
@@ -218,56 +206,46 @@ def test_retry_after_ms_wins_and_rate_limit_headers_are_kept(fake_openai):
 
 @network
 def test_retry_after_is_capped(fake_openai):
-    fake_openai.script([Fault.rate_limited(retry_after=3600), "ok"])
-    sleep = SleepRecorder()
+    fake_openai.script([Fault.rate_limited(retry_after=3600)])
 
-    call_with_retries(
-        make_provider(fake_openai), make_request(), attempts=2, base_delay=0.01, sleep=sleep
-    )
+    with pytest.raises(ProviderError) as caught:
+        make_provider(fake_openai).describe(make_request())
 
-    assert sleep.delays == [60.0]
+    assert caught.value.retry_after == 3600.0  # as the server said ...
+    # ... but a hostile or broken header cannot park an item for an hour.
+    assert backoff_delay(1, base_delay=0.01, retry_after=caught.value.retry_after) == 60.0
+    assert MAX_DELAY == 60.0
 
 
 @network
-def test_insufficient_quota_is_quota_and_not_retried(fake_openai):
+def test_insufficient_quota_is_quota_and_not_retryable(fake_openai):
     fake_openai.always("insufficient_quota")
-    sleep = SleepRecorder()
 
     with pytest.raises(ProviderError) as caught:
-        call_with_retries(
-            make_provider(fake_openai), make_request(), attempts=3, base_delay=0.01, sleep=sleep
-        )
+        make_provider(fake_openai).describe(make_request())
 
     assert caught.value.kind == ErrorKind.QUOTA
     assert not caught.value.retryable
     assert "insufficient_quota" in caught.value.reason
     assert fake_openai.request_count == 1
-    assert sleep.delays == []
 
 
 @network
-def test_rejected_key_is_auth_not_retried_and_never_shown(fake_openai):
+def test_rejected_key_is_auth_not_retryable_and_never_shown(fake_openai):
     secret = "sk-proj-THIS-IS-THE-SECRET-KEY-1234567890"
-    sleep = SleepRecorder()
 
     with pytest.raises(ProviderError) as caught:
-        call_with_retries(
-            make_provider(fake_openai, api_key=secret),
-            make_request(),
-            attempts=3,
-            base_delay=0.01,
-            sleep=sleep,
-        )
+        make_provider(fake_openai, api_key=secret).describe(make_request())
 
     error = caught.value
     assert error.kind == ErrorKind.AUTH
+    assert not error.retryable
     assert "401" in error.reason
     # The fake echoes the whole key in its error message, as OpenAI echoes part of it.
     assert secret in fake_openai.requests[0].response["error"]["message"]
     assert secret not in error.reason and secret not in str(error) and secret not in repr(error)
     assert "1234567890" not in error.reason
     assert fake_openai.request_count == 1
-    assert sleep.delays == []
 
 
 @network
@@ -281,16 +259,14 @@ def test_forbidden_is_auth(fake_openai):
 
 
 @network
-def test_bad_request_is_invalid_and_not_retried(fake_openai):
+def test_bad_request_is_invalid_and_not_retryable(fake_openai):
     fake_openai.always(400)
-    sleep = SleepRecorder()
 
     with pytest.raises(ProviderError) as caught:
-        call_with_retries(
-            make_provider(fake_openai), make_request(), attempts=3, base_delay=0.01, sleep=sleep
-        )
+        make_provider(fake_openai).describe(make_request())
 
     assert caught.value.kind == ErrorKind.INVALID
+    assert not caught.value.retryable
     assert fake_openai.request_count == 1
 
 
@@ -305,6 +281,7 @@ def test_a_timeout_is_transient(fake_openai):
     elapsed = time.monotonic() - started
 
     assert caught.value.kind == ErrorKind.TRANSIENT
+    assert caught.value.retryable
     assert "0.5 s" in caught.value.reason
     assert elapsed < 5  # our timeout, not the server's delay, ended the call
     assert fake_openai.request_count == 1
@@ -334,15 +311,15 @@ def test_bad_output_is_bad_output(fake_openai, fault, words):
 
 
 @network
-def test_bad_output_is_retried(fake_openai):
+def test_after_bad_output_the_next_call_can_succeed(fake_openai):
     fake_openai.script(["broken_json", "ok"])
-    sleep = SleepRecorder()
+    provider = make_provider(fake_openai)
 
-    result = call_with_retries(
-        make_provider(fake_openai), make_request(), attempts=3, base_delay=0.01, sleep=sleep
-    )
+    with pytest.raises(ProviderError) as caught:
+        provider.describe(make_request())
+    assert caught.value.retryable
 
-    assert result.output == expected_metadata(banded_jpeg())
+    assert provider.describe(make_request()).output == expected_metadata(banded_jpeg())
     assert fake_openai.request_count == 2
 
 
@@ -442,37 +419,13 @@ def test_retry_after_header_forms():
     assert retry_after_seconds({"retry-after": date}, now=now) == 10.0
 
 
-# -- the retry helper on its own -------------------------------------------------------------
-
-
-class ScriptedProvider:
-    """A provider that raises the given errors in turn, then succeeds."""
-
-    name = "scripted"
-
-    def __init__(self, *errors: ProviderError) -> None:
-        self.errors = list(errors)
-        self.calls = 0
-
-    def describe(self, request: DescribeRequest) -> DescribeResult:
-        self.calls += 1
-        if self.errors:
-            raise self.errors.pop(0)
-        return DescribeResult(output={"alt_text": "ok"}, provider=self.name)
+# -- the backoff policy on its own ----------------------------------------------------------
 
 
 def test_backoff_grows_exponentially_with_jitter():
-    provider = ScriptedProvider(
-        *[ProviderError("busy", kind=ErrorKind.TRANSIENT) for _ in range(3)]
-    )
-    sleep = SleepRecorder()
+    delays = [backoff_delay(n, base_delay=1.0, jitter=lambda: 1.0) for n in (1, 2, 3)]
 
-    call_with_retries(
-        provider, make_request(), attempts=4, base_delay=1.0, sleep=sleep, jitter=lambda: 1.0
-    )
-
-    assert sleep.delays == [1.0, 2.0, 4.0]
-    assert provider.calls == 4
+    assert delays == [1.0, 2.0, 4.0]
 
 
 def test_jitter_keeps_delays_between_half_and_full_step():
@@ -483,31 +436,24 @@ def test_jitter_keeps_delays_between_half_and_full_step():
     assert backoff_delay(20, base_delay=1.0, jitter=lambda: 1.0) == 60.0
 
 
-def test_last_error_is_raised_after_all_attempts():
-    errors = [ProviderError(f"busy {n}", kind=ErrorKind.TRANSIENT) for n in range(3)]
-    provider = ScriptedProvider(*errors)
-
-    with pytest.raises(ProviderError) as caught:
-        call_with_retries(provider, make_request(), attempts=3, base_delay=0, sleep=SleepRecorder())
-
-    assert caught.value is errors[2]
-    assert provider.calls == 3
+def test_retry_after_wins_over_backoff_within_bounds():
+    assert backoff_delay(5, base_delay=1.0, retry_after=0.25) == 0.25
+    assert backoff_delay(1, base_delay=1.0, retry_after=-3) == 0.0
+    assert backoff_delay(1, base_delay=0.01, retry_after=3600) == 60.0
 
 
-def test_non_retryable_errors_are_raised_at_once():
-    provider = ScriptedProvider(ProviderError("bad", kind=ErrorKind.INVALID))
-    sleep = SleepRecorder()
-
-    with pytest.raises(ProviderError):
-        call_with_retries(provider, make_request(), attempts=5, base_delay=1.0, sleep=sleep)
-
-    assert provider.calls == 1
-    assert sleep.delays == []
-
-
-def test_attempts_must_be_positive():
-    with pytest.raises(ValueError):
-        call_with_retries(ScriptedProvider(), make_request(), attempts=0, base_delay=1.0)
+@pytest.mark.parametrize(
+    ("kind", "retryable"),
+    [
+        (ErrorKind.TRANSIENT, True),
+        (ErrorKind.BAD_OUTPUT, True),
+        (ErrorKind.AUTH, False),
+        (ErrorKind.QUOTA, False),
+        (ErrorKind.INVALID, False),
+    ],
+)
+def test_only_transient_and_bad_output_are_retryable(kind, retryable):
+    assert ProviderError("x", kind=kind).retryable is retryable
 
 
 # -- the fake itself -------------------------------------------------------------------------
