@@ -22,13 +22,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
-from billing import gate
+from billing import gate, ledger
+from billing.models import Account
 from mediaopt import images
 from mediaopt.models import MediaAsset
 from metadata import generation
@@ -312,6 +314,7 @@ def create_job(
     queue: str = JobQueue.BULK,
     scope: dict | None = None,
     retry_of: RegenerationJob | None = None,
+    account: Account | None = None,
 ) -> JobCreation:
     """A draft job with one pending item per asset not already busy in another job.
 
@@ -327,6 +330,7 @@ def create_job(
             options=options or {},
             scope=scope if scope is not None else {"ids": unique_ids},
             retry_of=retry_of,
+            account=account or Account.objects.current(),
         )
         now = timezone.now()
         JobItem.objects.bulk_create(
@@ -416,11 +420,15 @@ def finish_item(
     result: DescribeResult,
     source: str,
     options: generation.GenerationOptions,
+    hold_key: str | None = None,
 ) -> bool:
-    """Write a result under the lease: revision, asset fields and item state together.
+    """Write a result under the lease: revision, asset fields, item state and, for a paid
+    call, the credit capture, together.
 
-    Returns False, having written nothing, if the lease was lost.
+    Credits are spent only when the result changed the image; otherwise (and when the lease
+    was lost, in which case nothing is written and False is returned) the hold is released.
     """
+    captured = False
     with transaction.atomic():
         # The item's UPDATE first: it takes the row lock (PostgreSQL) that recover()'s
         # conditional UPDATE would need, and proves the lease is still ours.
@@ -429,6 +437,8 @@ def finish_item(
             state=ItemState.SUCCEEDED, lease_token=None, lease_expires_at=None, updated_at=now
         ):
             _lease_lost(item_id)
+            if hold_key:
+                ledger.release(hold_key=hold_key)
             return False
         item = JobItem.objects.select_related("job", "asset").get(pk=item_id)
         outcome = generation.write_result(
@@ -448,6 +458,11 @@ def finish_item(
         JobItem.objects.filter(pk=item_id).update(
             state=state, error=error, revision=outcome.revision, updated_at=now
         )
+        if hold_key and outcome.revision is not None:
+            ledger.capture(hold_key=hold_key, capture_key=ledger.capture_key(item_id=item_id))
+            captured = True
+    if hold_key and not captured:
+        ledger.release(hold_key=hold_key)
     return True
 
 
@@ -543,6 +558,8 @@ def recover(now: datetime | None = None) -> Recovery:
         state=ItemState.PENDING, lease_token=None, lease_expires_at=None, updated_at=now
     )
 
+    # Holds of workers that died between hold and capture: nothing is spent twice or lost.
+    released_holds = ledger.release_expired(now=now)
     stale = now - timedelta(seconds=runner_stale_seconds())
     requeued: list[int] = []
     completed: list[int] = []
@@ -560,10 +577,11 @@ def recover(now: datetime | None = None) -> Recovery:
         ):
             requeued.append(job.pk)
             _dispatch(job, now=now)
-    if released or requeued or completed:
+    if released or released_holds or requeued or completed:
         logger.info(
-            "recover: %s lease(s) released, jobs %s re-enqueued, jobs %s completed",
+            "recover: %s lease(s) and %s hold(s) released, jobs %s re-enqueued, jobs %s completed",
             released,
+            released_holds,
             requeued,
             completed,
         )
@@ -604,6 +622,7 @@ class _Run:
     row: Settings
     options: generation.GenerationOptions
     decision: gate.Decision
+    account: Account
     # DESIGN.md fallback rule (b): uploads and imports may fall back to the heuristic;
     # other jobs never do.
     fallback: bool
@@ -615,47 +634,40 @@ def _process(run: _Run, item: ClaimedItem) -> bool:
     Returns False when the job must stop (paused for a person to act).
     """
     asset = MediaAsset.objects.get(pk=item.asset_id)
-    heuristic = False
+    heuristic = not run.decision.uses_ai
     result: DescribeResult | None = None
-    try:
-        if run.decision.uses_ai:
+    hold_key: str | None = None
+    if not heuristic:
+        try:
             request = generation.ai_request(asset=asset, row=run.row, options=run.options)
+        except images.ImageError as error:
+            fail_item(item_id=item.id, lease_token=item.lease_token, error=error.reason)
+            return True
+        # No hold, no call: the hold is made after the image opened, so a broken file
+        # never touches credits.
+        try:
+            hold_key = _hold(run, item)
+        except ledger.InsufficientCredits as error:
+            if not run.fallback:
+                release_item(item_id=item.id, lease_token=item.lease_token)
+                with contextlib.suppress(IllegalTransition):
+                    pause(run.job, reason=str(error))
+                return False
+            heuristic = True
+    if not heuristic:
+        try:
             # The only step a worker thread will take over (bounded HTTP concurrency).
             result = generation.call_ai_once(request=request, row=run.row, decision=run.decision)
-        else:
+        except ProviderError as error:
+            ledger.release(hold_key=hold_key)
+            hold_key = None
+            verdict = _after_provider_error(run, item, error)
+            if verdict != "heuristic":
+                return verdict == "done"
+            logger.warning(
+                "AI failed for asset %s (%s); using the heuristic", asset.pk, error.reason
+            )
             heuristic = True
-    except images.ImageError as error:
-        fail_item(item_id=item.id, lease_token=item.lease_token, error=error.reason)
-        return True
-    except ProviderError as error:
-        if error.kind in {ErrorKind.AUTH, ErrorKind.QUOTA} and not run.fallback:
-            # A person must act; this image is not to blame, so its attempt is not spent.
-            release_item(item_id=item.id, lease_token=item.lease_token)
-            # Cancelled or paused meanwhile: stopping is right either way.
-            with contextlib.suppress(IllegalTransition):
-                pause(run.job, reason=error.reason)
-            return False
-        if error.retryable and item.attempts < max_attempts():
-            delay = backoff_delay(
-                item.attempts,
-                base_delay=float(settings.MEDIAOPT_RETRY_BASE_SECONDS),
-                retry_after=error.retry_after,
-            )
-            retry_later(
-                item_id=item.id,
-                lease_token=item.lease_token,
-                not_before=timezone.now() + timedelta(seconds=delay),
-                error=error.reason,
-            )
-            return True
-        if not run.fallback:
-            reason = error.reason
-            if error.retryable:
-                reason = f"gave up after {item.attempts} attempts: {error.reason}"
-            fail_item(item_id=item.id, lease_token=item.lease_token, error=reason)
-            return True
-        logger.warning("AI failed for asset %s (%s); using the heuristic", asset.pk, error.reason)
-        heuristic = True
     if heuristic:
         result = generation.describe_with_heuristic(asset=asset, row=run.row, options=run.options)
     assert result is not None
@@ -666,8 +678,68 @@ def _process(run: _Run, item: ClaimedItem) -> bool:
         result=result,
         source=source,
         options=run.options,
+        hold_key=hold_key,
     )
     return True
+
+
+def _hold(run: _Run, item: ClaimedItem) -> str:
+    """Hold one credit (or one request of a BYOK cap) for this attempt; returns its key.
+
+    The key belongs to the item's claim, so retrying the hold within it replays it.
+    The hold expires with the lease; recover() releases it if this worker dies.
+    """
+    # The lease token too: a pause gives the attempt back, so the next claim reuses the
+    # attempt number, and must not replay the hold released at the pause.
+    key = f"{ledger.hold_key(item_id=item.id, attempt=item.attempts)}:{item.lease_token.hex}"
+    ledger.hold(
+        account=run.account,
+        amount=1,
+        idempotency_key=key,
+        expires_at=timezone.now() + timedelta(seconds=lease_seconds()),
+        job_id=run.job.pk,
+        item_id=item.id,
+    )
+    return key
+
+
+def _after_provider_error(
+    run: _Run, item: ClaimedItem, error: ProviderError
+) -> Literal["stop", "done", "heuristic"]:
+    """Decide what a failed call means for its item: retry later, fail, fall back, or pause.
+
+    "stop": the job was paused for a person to act; "done": the item was handed back or
+    failed; "heuristic": the item is still ours and the heuristic writes it (uploads only).
+    """
+    if error.kind in {ErrorKind.AUTH, ErrorKind.QUOTA}:
+        if run.fallback:
+            return "heuristic"
+        # A person must act; this image is not to blame, so its attempt is not spent.
+        release_item(item_id=item.id, lease_token=item.lease_token)
+        # Cancelled or paused meanwhile: stopping is right either way.
+        with contextlib.suppress(IllegalTransition):
+            pause(run.job, reason=error.reason)
+        return "stop"
+    if error.retryable and item.attempts < max_attempts():
+        delay = backoff_delay(
+            item.attempts,
+            base_delay=float(settings.MEDIAOPT_RETRY_BASE_SECONDS),
+            retry_after=error.retry_after,
+        )
+        retry_later(
+            item_id=item.id,
+            lease_token=item.lease_token,
+            not_before=timezone.now() + timedelta(seconds=delay),
+            error=error.reason,
+        )
+        return "done"
+    if run.fallback:
+        return "heuristic"
+    reason = error.reason
+    if error.retryable:
+        reason = f"gave up after {item.attempts} attempts: {error.reason}"
+    fail_item(item_id=item.id, lease_token=item.lease_token, error=reason)
+    return "done"
 
 
 def _earliest_due(job_id: int) -> datetime | None:
@@ -700,7 +772,10 @@ def _run(*, job_id: int, to_the_end: bool, on_item: Callable[[], None] | None = 
 
     row = Settings.objects.current()
     options = _options(job, row)
-    decision = gate.decide(work=options.work)
+    account = job.account or Account.objects.current()
+    decision = gate.decide(
+        work=options.work, images=progress(job).total, account=account, model=row.model
+    )
     if decision.mode == gate.Mode.REFUSED:
         with contextlib.suppress(IllegalTransition):
             pause(job, reason=decision.reason)
@@ -710,6 +785,7 @@ def _run(*, job_id: int, to_the_end: bool, on_item: Callable[[], None] | None = 
         row=row,
         options=options,
         decision=decision,
+        account=account,
         fallback=options.work in {gate.WorkKind.UPLOAD, gate.WorkKind.IMPORT}
         and row.heuristic_fallback,
     )

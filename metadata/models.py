@@ -171,6 +171,10 @@ class RegenerationJob(models.Model):
     kind = models.CharField(max_length=16, choices=JobKind.choices)
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.DRAFT)
     queue = models.CharField(max_length=16, choices=JobQueue.choices, default=JobQueue.BULK)
+    # Whose credits (or key) pay for the job's AI calls.
+    account = models.ForeignKey(
+        "billing.Account", null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

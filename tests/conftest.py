@@ -40,6 +40,21 @@ def no_server_key(settings, monkeypatch):
     settings.MEDIAOPT_RETRY_BASE_SECONDS = 0.0
 
 
+@pytest.fixture(autouse=True)
+def funded_installation(request):
+    """Tests of generation, jobs and pages get an installation account that may use AI
+    (agency plan, 10,000 credits); billing's own tests, and tests marked ``unfunded``,
+    build the accounts they need themselves."""
+    if request.node.get_closest_marker("django_db") is None:
+        return None
+    if request.node.get_closest_marker("unfunded") or "tests/billing/" in str(request.path):
+        return None
+    request.getfixturevalue("_django_db_helper")
+    from tests.billing.helpers import funded_account
+
+    return funded_account(credits=10_000, plan="agency")
+
+
 def pytest_collection_modifyitems(config, items):
     """Browser tests last: Playwright's sync API leaves an event loop running in this thread,
     which Django's async-safety check would hold against every test after it."""
