@@ -180,6 +180,11 @@ class AccountAdmin(admin.ModelAdmin):
 class GrantForm(forms.Form):
     reason = forms.CharField(
         max_length=ledger.MAX_REASON,
+        # Spaces only count as empty (strip=True); say what is missing, in the ledger's words.
+        error_messages={
+            "required": "A reason is required: say why these credits are added, "
+            "e.g. an invoice number."
+        },
         help_text="Why: an invoice number, a goodwill gesture… Shown in the ledger.",
         widget=forms.TextInput(attrs={"size": 60}),
     )

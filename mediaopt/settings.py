@@ -206,6 +206,12 @@ OPENAI_TIMEOUT = float(os.environ.get("OPENAI_TIMEOUT", "60"))
 MEDIAOPT_JOB_MAX_ATTEMPTS = env_int("MEDIAOPT_JOB_MAX_ATTEMPTS", 3)
 MEDIAOPT_RETRY_BASE_SECONDS = float(os.environ.get("MEDIAOPT_RETRY_BASE_SECONDS", "1.0"))
 
+# Credits (billing/). The plan of the installation's account when it is first created, and
+# the largest single grant. MEDIAOPT_PRICES (model -> dollars per image, for BYOK
+# estimates) is a dict: set it in a settings module of your own.
+MEDIAOPT_DEFAULT_PLAN = os.environ.get("MEDIAOPT_DEFAULT_PLAN", "free")
+MEDIAOPT_MAX_GRANT = env_int("MEDIAOPT_MAX_GRANT", 1_000_000)
+
 # Pillow limits (images.py).
 MEDIAOPT_MAX_IMAGE_PIXELS = env_int("MEDIAOPT_MAX_IMAGE_PIXELS", 64_000_000)
 MEDIAOPT_MAX_FRAMES = env_int("MEDIAOPT_MAX_FRAMES", 1000)

@@ -62,7 +62,8 @@ def test_grant_adds_credits_with_reason_and_says_who(acct, django_user_model):
 @pytest.mark.parametrize(
     "data, error",
     [
-        ({"amount": 5, "reason": ""}, "This field is required"),
+        ({"amount": 5, "reason": ""}, "A reason is required"),
+        ({"amount": 5, "reason": "   "}, "A reason is required"),
         ({"amount": 0, "reason": "r"}, "greater than or equal to 1"),
         ({"amount": -3, "reason": "r"}, "greater than or equal to 1"),
         ({"amount": 10**9, "reason": "r"}, "less than or equal to"),
