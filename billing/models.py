@@ -148,7 +148,11 @@ class LedgerEntry(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "ledger entries"
-        indexes = [models.Index(fields=["account", "-id"], name="ledger_account_newest")]
+        indexes = [
+            models.Index(fields=["account", "-id"], name="ledger_account_newest"),
+            # A job's page sums its captures every second while it runs.
+            models.Index(fields=["job_id", "kind"], name="ledger_job_kind"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount:+d} {self.unit}"
