@@ -1,17 +1,36 @@
-"""The settings page and the read-only revision log."""
+"""The settings page, the read-only revision log, and regeneration jobs with their controls."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django_htmx.http import HttpResponseClientRedirect
 
-from metadata.models import MetadataRevision, Settings
+from metadata import jobs
+from metadata.models import (
+    ItemState,
+    JobItem,
+    JobState,
+    MetadataRevision,
+    RegenerationJob,
+    Settings,
+)
 from metadata.schema import FIELDS, LABELS
 
 
@@ -153,3 +172,261 @@ class MetadataRevisionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --- regeneration jobs ------------------------------------------------------------------
+
+# Creating and controlling jobs; seeing them needs only the model's view permission.
+RUN_PERMISSION = "metadata.run_regeneration"
+# htmx stops a poll when the answer is 286 (and still swaps its content).
+STOP_POLLING = 286
+JOB_PANEL_TEMPLATE = "admin/metadata/regenerationjob/job_panel.html"
+JOB_PROGRESS_TEMPLATE = "admin/metadata/regenerationjob/job_progress.html"
+JOB_CANCEL_TEMPLATE = "admin/metadata/regenerationjob/cancel_confirmation.html"
+_DONE_ITEM_STATES = (
+    ItemState.SUCCEEDED,
+    ItemState.SKIPPED,
+    ItemState.FAILED,
+    ItemState.CANCELLED,
+)
+
+
+def _item_count(**filters: Any) -> Coalesce:
+    """Items of the row's job, counted by a correlated subquery: evaluated for the page's
+    rows only, instead of grouping every item of every job."""
+    counted = (
+        JobItem.objects.filter(job=OuterRef("pk"), **filters)
+        .order_by()
+        .values("job")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted), 0)
+
+
+@admin.register(RegenerationJob)
+class RegenerationJobAdmin(admin.ModelAdmin):
+    """Jobs are created by their features and moved only by jobs.py: the list shows them,
+    a job's page is its progress and its controls (pause, resume, cancel, retry failed)."""
+
+    list_display = ("id", "kind", "state", "progress_display", "created_by", "created_at")
+    list_display_links = ("id", "kind")
+    list_filter = ("state", "kind")
+    list_select_related = ("created_by",)
+    show_full_result_count = False
+    fieldsets = (
+        (None, {"fields": ("kind", "state", "queue", "created_by", "account", "retry_of")}),
+        ("What", {"fields": ("scope", "options")}),
+        ("When", {"fields": ("created_at", "started_at", "finished_at")}),
+        ("Why it stopped", {"fields": ("pause_reason", "error")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                item_total=_item_count(),
+                item_done=_item_count(state__in=_DONE_ITEM_STATES),
+            )
+        )
+
+    @admin.display(description="progress")
+    def progress_display(self, job: RegenerationJob) -> str:
+        return f"{job.item_done}/{job.item_total}"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Read-only: a job changes only through the controls on its page.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def may_run(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(RUN_PERMISSION)
+
+    # --- the job's page -----------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        views = {
+            "progress": self.progress_view,
+            "pause": self.pause_view,
+            "resume": self.resume_view,
+            "cancel": self.cancel_view,
+            "retry_failed": self.retry_failed_view,
+        }
+        # Before super()'s: its "<path:object_id>/" would swallow "5/pause/".
+        return [
+            path(
+                f"<path:object_id>/{name.replace('_', '-')}/",
+                self.admin_site.admin_view(view),
+                name=self.url_name(name),
+            )
+            for name, view in views.items()
+        ] + super().get_urls()
+
+    def url_name(self, view: str) -> str:
+        return f"{self.opts.app_label}_{self.opts.model_name}_{view}"
+
+    def job_url(self, view: str, job_id: int) -> str:
+        return reverse(f"{self.admin_site.name}:{self.url_name(view)}", args=[job_id])
+
+    def panel_context(
+        self, request: HttpRequest, job: RegenerationJob, *, notice: dict | None = None
+    ) -> dict[str, Any]:
+        """What the job's panel shows: the summary, and the controls its state allows."""
+        summary = jobs.job_summary(job)
+        state = job.state
+        may_run = self.may_run(request)
+        return {
+            "job": job,
+            "summary": summary,
+            "notice": notice,
+            "urls": {
+                name: self.job_url(name, job.pk)
+                for name in ("progress", "pause", "resume", "cancel", "retry_failed")
+            },
+            "controls": {
+                "pause": may_run and state in {JobState.QUEUED, JobState.RUNNING},
+                "resume": may_run and state == JobState.PAUSED,
+                "cancel": may_run and state not in jobs.FINAL_JOB_STATES,
+                "retry_failed": may_run and summary.final and summary.progress.failed > 0,
+            },
+        }
+
+    def _job(self, request: HttpRequest, object_id: str) -> RegenerationJob:
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            raise Http404("No such job.")
+        return job
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        extra_context = dict(extra_context or {})
+        if self.has_view_permission(request):
+            job = self.get_object(request, unquote(object_id))
+            if job is not None:
+                extra_context["panel"] = self.panel_context(request, job)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def progress_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The panel's poll: 200 while the job may still move, 286 (stop) once it is final.
+
+        The controls ride along out of band only when the state differs from the one the
+        page shows, so a button is not replaced under a person's pointer every second.
+        """
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = self._job(request, object_id)
+        context = self.panel_context(request, job)
+        context["controls_changed"] = request.GET.get("shown") != job.state
+        response = TemplateResponse(request, JOB_PROGRESS_TEMPLATE, context)
+        if context["summary"].final:
+            response.status_code = STOP_POLLING
+        return response
+
+    def _control(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        act: Callable[[RegenerationJob], str],
+    ) -> HttpResponse:
+        """POST, with run_regeneration: do ``act``, then answer with the panel (htmx) or
+        come back to the job's page with a message."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.may_run(request):
+            raise PermissionDenied
+        job = self._job(request, object_id)
+        try:
+            message, level = act(job), messages.SUCCESS
+        except jobs.IllegalTransition:
+            job.refresh_from_db()
+            message = f"Job #{job.pk} is {job.get_state_display().lower()}: nothing was changed."
+            level = messages.WARNING
+        if request.htmx:
+            job.refresh_from_db()
+            notice = {"text": message, "tag": messages.DEFAULT_TAGS[level]}
+            return TemplateResponse(
+                request, JOB_PANEL_TEMPLATE, self.panel_context(request, job, notice=notice)
+            )
+        self.message_user(request, message, level)
+        return HttpResponseRedirect(self.job_url("change", job.pk))
+
+    def pause_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        def pause(job: RegenerationJob) -> str:
+            jobs.pause(job, reason=f"Paused by {request.user.get_username()}.")
+            return f"Job #{job.pk} paused: no new image is started until it is resumed."
+
+        return self._control(request, object_id, pause)
+
+    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        def resume(job: RegenerationJob) -> str:
+            jobs.resume(job)
+            return f"Job #{job.pk} resumed: it continues where it stopped."
+
+        return self._control(request, object_id, resume)
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Asks first: the htmx button confirms in the browser and says so; a plain form
+        gets a confirmation page."""
+        if (
+            request.method == "POST"
+            and request.POST.get("confirm") != "yes"
+            and self.may_run(request)
+        ):
+            job = self._job(request, object_id)
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "app_label": self.opts.app_label,
+                "title": f"Cancel job #{job.pk}?",
+                "original": job,
+                "summary": jobs.job_summary(job),
+                "cancel_url": self.job_url("cancel", job.pk),
+                "change_url": self.job_url("change", job.pk),
+                "has_view_permission": True,
+            }
+            request.current_app = self.admin_site.name
+            return TemplateResponse(request, JOB_CANCEL_TEMPLATE, context)
+
+        def cancel(job: RegenerationJob) -> str:
+            jobs.cancel(job)
+            return (
+                f"Job #{job.pk} cancelled: images not yet started are left as they were; "
+                "any image already being written is finished."
+            )
+
+        return self._control(request, object_id, cancel)
+
+    def retry_failed_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """A new ``retry`` job for the failed images; the browser goes to its page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.may_run(request):
+            raise PermissionDenied
+        job = self._job(request, object_id)
+        try:
+            creation = jobs.retry_failed(job=job, actor=request.user)
+        except jobs.NothingToRetry as error:
+            self.message_user(request, str(error), messages.WARNING)
+            target = self.job_url("change", job.pk)
+        else:
+            count = creation.job.items.count()
+            message = f"Retrying {count} failed image{'' if count == 1 else 's'} of job #{job.pk}"
+            message += f" — job #{creation.job.pk}."
+            if creation.busy_count:
+                message += f" {creation.busy_count} already in another job were left out."
+            self.message_user(request, message, messages.SUCCESS)
+            target = self.job_url("change", creation.job.pk)
+        if request.htmx:
+            return HttpResponseClientRedirect(target)
+        return HttpResponseRedirect(target)

@@ -1,4 +1,5 @@
-"""Metadata for one asset: preview -> gate -> provider -> clean -> strategy -> revision.
+"""Metadata for one asset: preview -> gate -> limiter -> provider -> clean -> strategy ->
+revision.
 
 Credits (hold before a paid call, capture on success) arrive with the credits issue; the
 gate already decides between AI and the heuristic.
@@ -7,14 +8,15 @@ gate already decides between AI and the heuristic.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 from billing import gate
 from mediaopt import images
 from mediaopt.models import MediaAsset
-from metadata import revisions, schema, strategies
+from metadata import ratelimit, revisions, schema, strategies
 from metadata.models import MetadataRevision, RegenerationJob, Settings, Strategy
-from metadata.providers.base import DescribeRequest, DescribeResult
+from metadata.providers.base import DescribeRequest, DescribeResult, ErrorKind, ProviderError
 from metadata.providers.heuristic import HeuristicProvider
 
 logger = logging.getLogger(__name__)
@@ -84,17 +86,105 @@ def ai_request(*, asset: MediaAsset, row: Settings, options: GenerationOptions) 
     return _request(asset, row, options, preview)
 
 
+@dataclass(frozen=True)
+class AICall:
+    """What one provider call brought back: a result or an error, and the answer's rate
+    headers (for the limiter). Built without touching the database, so a worker thread
+    can make the call and hand this to the runner's thread."""
+
+    result: DescribeResult | None = None
+    error: ProviderError | None = None
+    rate_limit: dict[str, str] = field(default_factory=dict)
+
+
+def _openai_config(row: Settings, decision: gate.Decision):
+    from metadata.providers.openai import OpenAIConfig
+
+    return OpenAIConfig.from_settings(row, api_key=decision.api_key)
+
+
+def rate_limiter(*, row: Settings, decision: gate.Decision) -> ratelimit.Limiter:
+    """The shared limiter of the account (key) and model this decision calls."""
+    config = _openai_config(row, decision)
+    return ratelimit.limiter_for(
+        base_url=config.base_url, api_key=config.api_key, model=config.model
+    )
+
+
+def estimated_tokens(*, request: DescribeRequest, row: Settings) -> int:
+    """Tokens a provider counts against its per-minute limit for this call, before it is
+    made: the prompt (an image tile at low detail is 85, at high up to a few hundred for a
+    512-px preview; text about 4 characters a token) plus the completion allowance, which
+    OpenAI counts in full when the request arrives."""
+    from metadata.providers.openai import MAX_COMPLETION_TOKENS, SYSTEM_PROMPT
+
+    image = 85 if (row.detail or "low") == "low" else 255
+    text = (len(SYSTEM_PROMPT) + len(request.site_context) + 200) // 4
+    return image + text + MAX_COMPLETION_TOKENS
+
+
+def send_ai_call(*, request: DescribeRequest, row: Settings, decision: gate.Decision) -> AICall:
+    """One HTTP call to the provider, no limiter, no retries, no database: safe in a
+    worker thread. Errors come back in the AICall instead of being raised."""
+    from metadata.providers.openai import OpenAIProvider
+
+    try:
+        provider = OpenAIProvider(_openai_config(row, decision))
+    except ProviderError as error:
+        return AICall(error=error)
+    try:
+        result = provider.describe(request)
+    except ProviderError as error:
+        return AICall(error=error, rate_limit=provider.last_rate_limit)
+    return AICall(result=result, rate_limit=provider.last_rate_limit)
+
+
+def report_ai_call(*, limiter: ratelimit.Limiter, call: AICall) -> None:
+    """Let the shared limiter learn from an answer: a 429's Retry-After, or headers that
+    say no request (or token) is left until a reset, block every worker."""
+    error = call.error
+    limiter.learn(
+        headers=call.rate_limit,
+        retry_after=error.retry_after if error is not None else None,
+        rate_limited=bool(error is not None and error.rate_limited),
+    )
+
+
+def no_room_error(*, waited: float) -> ProviderError:
+    return ProviderError(
+        f"The provider's rate limit (shared by every worker) left no room within {waited:g} s.",
+        kind=ErrorKind.TRANSIENT,
+        retry_after=ratelimit.DEFAULT_BLOCK_SECONDS,
+    )
+
+
 def call_ai_once(
-    *, request: DescribeRequest, row: Settings, decision: gate.Decision
+    *,
+    request: DescribeRequest,
+    row: Settings,
+    decision: gate.Decision,
+    wait: float | None = None,
+    stop: threading.Event | None = None,
 ) -> DescribeResult:
-    """One provider call, no retries and no database access. Raises ProviderError.
+    """One provider call, no retries. Raises ProviderError.
 
-    Job runners own their retry policy (an item's not_before), so they call this.
+    The shared rate limiter is asked first (waiting up to ``wait`` seconds, by default
+    ``MEDIAOPT_RATE_LIMIT_WAIT_SECONDS``; no room in time is a transient error) and
+    learns from the answer. The limiter's database backend touches the database: callers
+    that make the HTTP call in a worker thread use admit/send/report separately (jobs.py).
     """
-    from metadata.providers.openai import OpenAIConfig, OpenAIProvider
-
-    provider = OpenAIProvider(OpenAIConfig.from_settings(row, api_key=decision.api_key))
-    return provider.describe(request)
+    limiter = rate_limiter(row=row, decision=decision)
+    timeout = ratelimit.max_wait_seconds() if wait is None else wait
+    if not limiter.acquire(
+        tokens=estimated_tokens(request=request, row=row), timeout=timeout, stop=stop
+    ):
+        raise no_room_error(waited=timeout)
+    call = send_ai_call(request=request, row=row, decision=decision)
+    report_ai_call(limiter=limiter, call=call)
+    if call.error is not None:
+        raise call.error
+    assert call.result is not None
+    return call.result
 
 
 def describe_with_heuristic(

@@ -15,25 +15,27 @@ recover() gave the item to another) writes nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Min, Q
+from django.db.models import Count, F, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from billing import gate, ledger
 from billing.models import Account
 from mediaopt import images
 from mediaopt.models import MediaAsset
-from metadata import generation
+from metadata import generation, ratelimit
 from metadata.models import (
     ItemState,
     JobItem,
@@ -43,7 +45,7 @@ from metadata.models import (
     RegenerationJob,
     Settings,
 )
-from metadata.providers.base import DescribeResult, ErrorKind, ProviderError
+from metadata.providers.base import DescribeRequest, DescribeResult, ErrorKind, ProviderError
 from metadata.providers.retry import backoff_delay
 from metadata.schema import FIELDS, Source
 
@@ -342,6 +344,31 @@ def create_job(
     return JobCreation(job=job, busy_count=len(unique_ids) - created)
 
 
+def add_items(*, job: RegenerationJob, assets: QuerySet) -> int:
+    """One pending item per asset of ``assets`` not busy in another job; how many were added.
+
+    One INSERT ... SELECT whatever the number of assets (a bulk confirmation of the whole
+    library costs what one of ten images does), in the queryset's order: claims take
+    items by id. As in create_job, the database constraint decides who is busy.
+    """
+    # An alias of our own: a bare "id" column of a subquery is not named alike everywhere.
+    chosen = assets.annotate(item_asset_id=F("pk")).values_list("item_asset_id", flat=True)
+    inner_sql, inner_params = chosen.query.sql_with_params()
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    qn = connection.ops.quote_name
+    # "WHERE true": SQLite needs a WHERE before ON CONFLICT in an INSERT ... SELECT.
+    sql = (
+        f"INSERT INTO {qn(JobItem._meta.db_table)} "
+        f"({qn('job_id')}, {qn('asset_id')}, {qn('state')}, {qn('attempts')}, "
+        f"{qn('not_before')}, {qn('error')}, {qn('updated_at')}) "
+        f"SELECT %s, chosen.{qn('item_asset_id')}, %s, 0, %s, '', %s FROM ({inner_sql}) chosen "
+        "WHERE true ON CONFLICT DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [job.pk, ItemState.PENDING.value, now, now, *inner_params])
+        return cursor.rowcount
+
+
 # -- item transitions --------------------------------------------------------------------
 
 
@@ -535,6 +562,168 @@ def progress(job: RegenerationJob) -> Progress:
     return Progress(**counts)
 
 
+# -- reading a job for a person ----------------------------------------------------------
+
+# Nothing moves a job out of these: its page stops polling, the CLI stops following.
+FINAL_JOB_STATES = frozenset({JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED})
+# Images per minute count the items finished in this window (or since the runner last
+# started, if later), so a pause or a slow first call does not drag the figure for ever.
+RATE_WINDOW = timedelta(minutes=2)
+# Below this much measured time the rate is noise (one fast item would say 600 a minute).
+RATE_MIN_SECONDS = 5.0
+FAILURES_SHOWN = 50
+_WORKED_STATES = (ItemState.SUCCEEDED, ItemState.SKIPPED, ItemState.FAILED)
+
+
+@dataclass(frozen=True)
+class Failure:
+    item_id: int
+    asset_id: int
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a job's page and the CLI show: counts, money, speed and what failed."""
+
+    job: RegenerationJob
+    progress: Progress
+    credits_spent: int  # bundled credits captured for this job, net of refunds
+    requests_used: int  # BYOK requests counted against the monthly cap
+    images_per_minute: float | None  # None: not measurable (not started, paused)
+    seconds_left: float | None  # None: unknown (no rate yet, or nothing to do)
+    failures: list[Failure]  # the first few by item id; progress.failed counts them all
+
+    @property
+    def final(self) -> bool:
+        return self.job.state in FINAL_JOB_STATES
+
+    @property
+    def failures_not_shown(self) -> int:
+        return self.progress.failed - len(self.failures)
+
+
+def failures(job: RegenerationJob, *, limit: int | None = FAILURES_SHOWN) -> list[Failure]:
+    """The job's failed items with their reasons, in item order (one query)."""
+    rows = (
+        JobItem.objects.filter(job_id=job.pk, state=ItemState.FAILED)
+        .order_by("id")
+        .values_list("id", "asset_id", "asset__original_name", "error")
+    )
+    if limit is not None:
+        rows = rows[:limit]
+    return [
+        Failure(item_id=item_id, asset_id=asset_id, name=name, reason=error)
+        for item_id, asset_id, name, error in rows
+    ]
+
+
+def job_summary(
+    job: RegenerationJob, *, now: datetime | None = None, failures_shown: int = FAILURES_SHOWN
+) -> Summary:
+    """The job as read by the caller, with its items and ledger summed up.
+
+    Three queries at most (item counts, ledger sums, the first failures), whether the job
+    has ten items or a hundred thousand: the page polls this every second.
+    """
+    from billing.models import EntryKind, LedgerEntry, Unit
+
+    now = now or timezone.now()
+    window_start = now - RATE_WINDOW
+    if job.started_at is not None and job.started_at > window_start:
+        window_start = job.started_at
+    counts = JobItem.objects.filter(job_id=job.pk).aggregate(
+        total=Count("id"),
+        recent=Count("id", filter=Q(state__in=_WORKED_STATES, updated_at__gte=window_start)),
+        **{state.value: Count("id", filter=Q(state=state)) for state in ItemState},
+    )
+    recent = counts.pop("recent")
+    counted = Progress(**counts)
+    # Captures are negative entries and refunds positive ones, both carrying the job id.
+    spent = LedgerEntry.objects.filter(
+        job_id=job.pk, kind__in=[EntryKind.CAPTURE, EntryKind.REFUND]
+    ).aggregate(
+        credits=Sum("amount", filter=Q(unit=Unit.CREDIT)),
+        requests=Sum("amount", filter=Q(unit=Unit.REQUEST)),
+    )
+
+    rate: float | None = None
+    if job.state == JobState.RUNNING:
+        measured = (now - window_start).total_seconds()
+        if measured >= RATE_MIN_SECONDS:
+            rate = recent * 60 / measured
+    elif job.state in FINAL_JOB_STATES and job.started_at and job.finished_at:
+        # The last run's average (started_at is reset by each resume).
+        measured = (job.finished_at - job.started_at).total_seconds()
+        worked = counted.succeeded + counted.skipped + counted.failed
+        if measured >= RATE_MIN_SECONDS:
+            rate = worked * 60 / measured
+    seconds_left: float | None = None
+    if job.state in {JobState.QUEUED, JobState.RUNNING} and rate:
+        seconds_left = counted.remaining * 60 / rate
+    return Summary(
+        job=job,
+        progress=counted,
+        credits_spent=-(spent["credits"] or 0),
+        requests_used=-(spent["requests"] or 0),
+        images_per_minute=rate,
+        seconds_left=seconds_left,
+        failures=failures(job, limit=failures_shown) if counted.failed else [],
+    )
+
+
+# -- retrying ----------------------------------------------------------------------------
+
+
+class NothingToRetry(Exception):
+    """No failed image of the job can be retried now; the message says why."""
+
+
+def retry_failed(*, job: RegenerationJob, actor) -> JobCreation:
+    """A queued ``retry`` job (``retry_of=job``) over the assets of ``job``'s failed items.
+
+    Assets that already succeeded or were skipped in an earlier retry of this job are left
+    out. Assets busy in another job are counted in ``busy_count``; when every one is busy
+    (e.g. "Retry failed" clicked twice), nothing is created and NothingToRetry says which
+    job holds them, so a double click makes one job.
+    """
+    redone = JobItem.objects.filter(
+        job__retry_of=job, state__in=[ItemState.SUCCEEDED, ItemState.SKIPPED]
+    ).values("asset_id")
+    asset_ids = list(
+        JobItem.objects.filter(job=job, state=ItemState.FAILED)
+        .exclude(asset_id__in=redone)
+        .order_by("id")
+        .values_list("asset_id", flat=True)
+    )
+    if not asset_ids:
+        raise NothingToRetry(f"Job #{job.pk} has no failed image left to retry.")
+    with transaction.atomic():
+        creation = create_job(
+            kind=JobKind.RETRY,
+            asset_ids=asset_ids,
+            options={k: v for k, v in (job.options or {}).items() if k != "pause_after"},
+            created_by=actor,
+            queue=job.queue,
+            retry_of=job,
+            account=job.account,
+        )
+        if creation.busy_count == len(asset_ids):
+            holder = (
+                JobItem.objects.active()
+                .filter(asset_id__in=asset_ids)
+                .values_list("job_id", flat=True)
+                .first()
+            )
+            # Leaving the block by an exception rolls the empty draft back.
+            raise NothingToRetry(
+                f"Every failed image of job #{job.pk} is already being worked on (job #{holder})."
+            )
+        enqueue(creation.job)
+    return creation
+
+
 # -- recovery ----------------------------------------------------------------------------
 
 
@@ -616,6 +805,14 @@ def _is_sync() -> bool:
     return bool(Conf.SYNC)
 
 
+def concurrency() -> int:
+    """Provider calls in flight at once per runner. Worker threads make only the HTTP call;
+    the runner's thread opens images and does every database write. With 2.5 s a call,
+    600 calls a minute need about 25 in flight (one at a time gives 24 a minute); the
+    shared rate limiter, not this, keeps the provider's limit."""
+    return max(int(_tuning("MEDIAOPT_JOB_CONCURRENCY", 4)), 1)
+
+
 @dataclass
 class _Run:
     job: RegenerationJob
@@ -627,50 +824,92 @@ class _Run:
     # other jobs never do.
     fallback: bool
 
+    @functools.cached_property
+    def limiter(self) -> ratelimit.Limiter:
+        return generation.rate_limiter(row=self.row, decision=self.decision)
 
-def _process(run: _Run, item: ClaimedItem) -> bool:
-    """Work one claimed item to an end (finished, failed, retry later or released).
 
-    Returns False when the job must stop (paused for a person to act).
-    """
+@dataclass(frozen=True)
+class _Ready:
+    """An item whose image is open: the limiter, the lease, the hold and the call are left."""
+
+    item: ClaimedItem
+    asset: MediaAsset
+    request: DescribeRequest
+    tokens: int
+
+
+def _prepare(run: _Run, item: ClaimedItem) -> _Ready | bool:
+    """Runner thread, before any call: open the image. Returns _Ready, or True when the
+    item was finished here (a broken image fails; a job without AI uses the heuristic)."""
     asset = MediaAsset.objects.get(pk=item.asset_id)
-    heuristic = not run.decision.uses_ai
-    result: DescribeResult | None = None
-    hold_key: str | None = None
-    if not heuristic:
-        try:
-            request = generation.ai_request(asset=asset, row=run.row, options=run.options)
-        except images.ImageError as error:
-            fail_item(item_id=item.id, lease_token=item.lease_token, error=error.reason)
-            return True
-        # No hold, no call: the hold is made after the image opened, so a broken file
-        # never touches credits.
-        try:
-            hold_key = _hold(run, item)
-        except ledger.InsufficientCredits as error:
-            if not run.fallback:
-                release_item(item_id=item.id, lease_token=item.lease_token)
-                with contextlib.suppress(IllegalTransition):
-                    pause(run.job, reason=str(error))
-                return False
-            heuristic = True
-    if not heuristic:
-        try:
-            # The only step a worker thread will take over (bounded HTTP concurrency).
-            result = generation.call_ai_once(request=request, row=run.row, decision=run.decision)
-        except ProviderError as error:
-            ledger.release(hold_key=hold_key)
-            hold_key = None
-            verdict = _after_provider_error(run, item, error)
-            if verdict != "heuristic":
-                return verdict == "done"
-            logger.warning(
-                "AI failed for asset %s (%s); using the heuristic", asset.pk, error.reason
-            )
-            heuristic = True
-    if heuristic:
-        result = generation.describe_with_heuristic(asset=asset, row=run.row, options=run.options)
-    assert result is not None
+    if not run.decision.uses_ai:
+        _finish_with_heuristic(run, item, asset)
+        return True
+    try:
+        request = generation.ai_request(asset=asset, row=run.row, options=run.options)
+    except images.ImageError as error:
+        fail_item(item_id=item.id, lease_token=item.lease_token, error=error.reason)
+        return True
+    return _Ready(
+        item=item,
+        asset=asset,
+        request=request,
+        tokens=generation.estimated_tokens(request=request, row=run.row),
+    )
+
+
+def _reserve(run: _Run, ready: _Ready) -> str | bool:
+    """Runner thread, once the limiter admitted the call: extend the lease and hold the
+    credit (no hold, no call; after the image opened, so a broken file never touches
+    credits). Returns the hold's key, or True/False when the item ended here (False: the
+    job must stop)."""
+    item = ready.item
+    if not extend_lease(item_id=item.id, lease_token=item.lease_token, seconds=lease_seconds()):
+        _lease_lost(item.id)
+        return True
+    try:
+        return _hold(run, item)
+    except ledger.InsufficientCredits as error:
+        if not run.fallback:
+            release_item(item_id=item.id, lease_token=item.lease_token)
+            with contextlib.suppress(IllegalTransition):
+                pause(run.job, reason=str(error))
+            return False
+        _finish_with_heuristic(run, item, ready.asset)
+        return True
+
+
+def _conclude(run: _Run, ready: _Ready, hold_key: str, call: generation.AICall) -> bool:
+    """Runner thread, after the call: the limiter learns from the answer, then the result
+    is written under the lease, or the error decides: retry later, fail, fall back or
+    pause. Returns False when the job must stop (paused for a person to act)."""
+    generation.report_ai_call(limiter=run.limiter, call=call)
+    item = ready.item
+    if call.error is not None:
+        ledger.release(hold_key=hold_key)
+        verdict = _after_provider_error(run, item, call.error)
+        if verdict != "heuristic":
+            return verdict == "done"
+        logger.warning(
+            "AI failed for asset %s (%s); using the heuristic", ready.asset.pk, call.error.reason
+        )
+        _finish_with_heuristic(run, item, ready.asset)
+        return True
+    assert call.result is not None
+    finish_item(
+        item_id=item.id,
+        lease_token=item.lease_token,
+        result=call.result,
+        source=Source.AI,
+        options=run.options,
+        hold_key=hold_key,
+    )
+    return True
+
+
+def _finish_with_heuristic(run: _Run, item: ClaimedItem, asset: MediaAsset) -> None:
+    result = generation.describe_with_heuristic(asset=asset, row=run.row, options=run.options)
     source = Source.HEURISTIC if result.provider == "heuristic" else Source.AI
     finish_item(
         item_id=item.id,
@@ -678,9 +917,7 @@ def _process(run: _Run, item: ClaimedItem) -> bool:
         result=result,
         source=source,
         options=run.options,
-        hold_key=hold_key,
     )
-    return True
 
 
 def _hold(run: _Run, item: ClaimedItem) -> str:
@@ -771,6 +1008,8 @@ def _run(*, job_id: int, to_the_end: bool, on_item: Callable[[], None] | None = 
         return
 
     row = Settings.objects.current()
+    if (job.options or {}).get("language"):
+        row.language = job.options["language"]  # this job's language; the row is not saved
     options = _options(job, row)
     account = job.account or Account.objects.current()
     decision = gate.decide(
@@ -794,48 +1033,180 @@ def _run(*, job_id: int, to_the_end: bool, on_item: Callable[[], None] | None = 
     logger.info("job %s: this runner worked %s item(s)", job_id, worked)
 
 
+def _paused_for_review(job: RegenerationJob) -> bool:
+    """Pause for review once ``options["pause_after"]`` images are done ("Try on 10 first").
+
+    The option is dropped as the job pauses, so Resume runs the rest without stopping.
+    """
+    limit = (job.options or {}).get("pause_after")
+    if not limit:
+        return False
+    done = JobItem.objects.filter(job_id=job.pk, state__in=_WORKED_STATES).count()
+    if done < limit:
+        return False
+    with transaction.atomic():
+        try:
+            pause(job, reason=f"Paused after the first {limit} images for review.")
+        except IllegalTransition:
+            return True  # paused or cancelled meanwhile: stopping is right either way
+        options = {key: value for key, value in job.options.items() if key != "pause_after"}
+        RegenerationJob.objects.filter(pk=job.pk).update(options=options)
+        job.options = options
+    return True
+
+
+class _Flight:
+    """Calls in flight on worker threads, and the runner-thread work after each item.
+
+    Threads run only generation.send_ai_call (HTTP, no database); every conclusion (the
+    limiter's lesson, the revision, the ledger) is written by ``collect`` on the runner's
+    thread.
+    """
+
+    def __init__(self, run: _Run, *, width: int, on_item: Callable[[], None] | None = None) -> None:
+        self.run = run
+        self.width = width
+        self.on_item = on_item
+        self.calls: dict[Future[generation.AICall], tuple[_Ready, str]] = {}
+        self.worked = 0
+        self.stopped = False  # an item said the job must stop: start no new call
+        self._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="provider-call")
+
+    @property
+    def full(self) -> bool:
+        return len(self.calls) >= self.width
+
+    def send(self, ready: _Ready, hold_key: str) -> None:
+        run = self.run
+        future = self._pool.submit(
+            generation.send_ai_call, request=ready.request, row=run.row, decision=run.decision
+        )
+        self.calls[future] = (ready, hold_key)
+
+    def item_done(self, keep_going: bool) -> None:
+        """After each item: the progress callback, "Try on 10 first", a stop."""
+        self.worked += 1
+        if self.on_item is not None:
+            self.on_item()
+        if keep_going and _paused_for_review(self.run.job):
+            keep_going = False
+        if not keep_going:
+            self.stopped = True
+
+    def collect(self, *, timeout: float | None) -> None:
+        """Conclude the calls that ended (waiting up to ``timeout`` for the first)."""
+        if not self.calls:
+            return
+        done, _ = wait(self.calls, timeout=timeout, return_when=FIRST_COMPLETED)
+        for future in done:
+            ready, hold_key = self.calls.pop(future)
+            self.item_done(_conclude(self.run, ready, hold_key, future.result()))
+
+    def drain(self) -> None:
+        """Calls already made are recorded and charged, whatever happened to the job."""
+        try:
+            while self.calls:
+                self.collect(timeout=None)
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+# How often a runner waiting for the limiter re-reads its job (pause, cancel) and beats.
+_STATE_CHECK_SECONDS = 1.0
+
+
+def _admit(flight: _Flight, ready: _Ready, *, still_running: Callable[[], bool]) -> bool:
+    """Wait for the shared limiter to admit this call, concluding finished calls meanwhile.
+
+    False when the job stopped running (or this runner's time is up) first.
+    """
+    limiter = flight.run.limiter
+    next_check = time.monotonic() + _STATE_CHECK_SECONDS
+    while True:
+        wait_seconds = limiter.try_acquire(tokens=ready.tokens)
+        if wait_seconds <= 0:
+            return True
+        if flight.stopped:
+            return False
+        if time.monotonic() >= next_check:
+            if not still_running():
+                return False
+            next_check = time.monotonic() + _STATE_CHECK_SECONDS
+        nap = min(wait_seconds, _STATE_CHECK_SECONDS)
+        if flight.calls:
+            flight.collect(timeout=nap)
+        else:
+            time.sleep(nap)
+
+
 def _work(run: _Run, *, deadline: float | None, on_item: Callable[[], None] | None = None) -> int:
-    """The runner's loop; returns how many items it worked (for the log)."""
+    """The runner's loop; returns how many items it worked (for the log).
+
+    Claims as many items as there is room for calls in flight (MEDIAOPT_JOB_CONCURRENCY;
+    one for a "Try on 10 first" job, so it stops after exactly ten). Before each new call
+    it re-reads the job, so pause and cancel stop new calls at once; calls in flight end
+    and are written before the runner returns or hands over.
+    """
     job, job_id, lease = run.job, run.job.pk, lease_seconds()
-    worked = 0
+    width = 1 if (job.options or {}).get("pause_after") else concurrency()
+    flight = _Flight(run, width=width, on_item=on_item)
+    hand_over = False
 
     def over_time() -> bool:
         return deadline is not None and time.monotonic() >= deadline
 
-    while True:
-        if _heartbeat(job_id) != JobState.RUNNING:
-            return worked
-        if over_time():
-            _dispatch(job)  # hand over well inside django-q2's timeout
-            return worked
-        batch = claim(job_id=job_id, batch_size=batch_size(), lease_seconds=lease)
-        if not batch:
-            if complete_if_done(job):
-                return worked
-            due = _earliest_due(job_id)
-            if due is None:
-                return worked  # other runners hold the last items; whoever ends completes
-            # Only backed-off items remain: wait for the first, in short slices so the
-            # heartbeat stays fresh and a pause is seen.
-            wait = (due - timezone.now()).total_seconds()
-            time.sleep(min(max(wait, 0.05), max_sleep_seconds()))
-            continue
-        for index, item in enumerate(batch):
-            state = _heartbeat(job_id)
-            if state != JobState.RUNNING or over_time():
-                for rest in batch[index:]:
-                    release_item(item_id=rest.id, lease_token=rest.lease_token)
-                if state == JobState.RUNNING:
-                    _dispatch(job)
-                return worked
-            if not extend_lease(item_id=item.id, lease_token=item.lease_token, seconds=lease):
-                _lease_lost(item.id)
+    def still_running() -> bool:
+        return _heartbeat(job_id) == JobState.RUNNING and not over_time()
+
+    try:
+        while True:
+            flight.collect(timeout=0)
+            if flight.stopped or _heartbeat(job_id) != JobState.RUNNING:
+                return flight.worked
+            if over_time():
+                hand_over = True  # well inside django-q2's timeout
+                return flight.worked
+            if flight.full:
+                flight.collect(timeout=None)
                 continue
-            worked += 1
-            keep_going = _process(run, item)
-            if on_item is not None:
-                on_item()
-            if not keep_going:
-                for rest in batch[index + 1 :]:
-                    release_item(item_id=rest.id, lease_token=rest.lease_token)
-                return worked
+            room = flight.width - len(flight.calls)
+            batch = claim(job_id=job_id, batch_size=min(batch_size(), room), lease_seconds=lease)
+            if not batch:
+                if flight.calls:
+                    flight.collect(timeout=None)  # the last items are in flight
+                    continue
+                if complete_if_done(job):
+                    return flight.worked
+                due = _earliest_due(job_id)
+                if due is None:
+                    return flight.worked  # other runners hold the last items
+                # Only backed-off items remain: wait for the first, in short slices so the
+                # heartbeat stays fresh and a pause is seen.
+                nap = (due - timezone.now()).total_seconds()
+                time.sleep(min(max(nap, 0.05), max_sleep_seconds()))
+                continue
+            for index, item in enumerate(batch):
+                state = _heartbeat(job_id)
+                if state != JobState.RUNNING or over_time() or flight.stopped:
+                    for rest in batch[index:]:
+                        release_item(item_id=rest.id, lease_token=rest.lease_token)
+                    hand_over = state == JobState.RUNNING and over_time()
+                    return flight.worked
+                ready = _prepare(run, item)
+                if not isinstance(ready, _Ready):
+                    flight.item_done(ready)
+                    continue
+                if not _admit(flight, ready, still_running=still_running):
+                    for rest in batch[index:]:
+                        release_item(item_id=rest.id, lease_token=rest.lease_token)
+                    hand_over = not flight.stopped and over_time()
+                    return flight.worked
+                hold_key = _reserve(run, ready)
+                if not isinstance(hold_key, str):
+                    flight.item_done(hold_key)
+                    continue
+                flight.send(ready, hold_key)
+    finally:
+        flight.drain()
+        if hand_over and _heartbeat(job_id) == JobState.RUNNING:
+            _dispatch(job)

@@ -206,6 +206,7 @@ class RegenerationJob(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["state"])]
+        permissions = [("run_regeneration", "Can start and control regeneration jobs")]
 
     def __str__(self) -> str:
         return f"Job {self.pk} ({self.get_kind_display()}, {self.get_state_display()})"
@@ -348,3 +349,28 @@ class Settings(models.Model):
 
     def __str__(self) -> str:
         return "Settings"
+
+
+class RateWindow(models.Model):
+    """One time window of the shared provider rate limiter (metadata/ratelimit.py) for
+    one key, used when there is no Redis.
+
+    ``window_start`` is the window's start in epoch seconds. The row with window_start 0
+    is the key's control row: its ``blocked_until`` (epoch seconds) is when callers may
+    call again after a 429 or an exhausted ``x-ratelimit-remaining-*``, and locking it
+    first serialises admissions (PostgreSQL has no lock on rows that do not exist yet).
+    """
+
+    key = models.CharField(max_length=64)
+    window_start = models.BigIntegerField()
+    requests = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+    blocked_until = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key", "window_start"], name="rate_window_per_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.window_start}: {self.requests} requests, {self.tokens} tokens"

@@ -41,6 +41,13 @@ def no_server_key(settings, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def one_call_at_a_time(settings):
+    """Job runners make one provider call at a time unless a test raises it: most tests
+    count requests exactly (a pause lets exactly one call through)."""
+    settings.MEDIAOPT_JOB_CONCURRENCY = 1
+
+
+@pytest.fixture(autouse=True)
 def funded_installation(request):
     """Tests of generation, jobs and pages get an installation account that may use AI
     (agency plan, 10,000 credits); billing's own tests, and tests marked ``unfunded``,

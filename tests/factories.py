@@ -352,3 +352,28 @@ def jpeg_with_embedded_text(
         xmp = xmp_packet(description=description, title=title, keywords=words)
     img = Image.new("RGB", (width, height), "green")
     return _save_jpeg(img, exif=exif or None, xmp=xmp, iptc=iptc or None)
+
+
+def bare_assets(n: int, *, start: int = 0, **fields):
+    """MediaAsset rows without files: enough for scopes, states and query counts, and fast.
+
+    Needs the database; the file names and sha256 values are unique per ``start`` range.
+    """
+    from mediaopt.models import MediaAsset
+
+    return MediaAsset.objects.bulk_create(
+        [
+            MediaAsset(
+                file=f"bare/{i}.jpg",
+                original_name=f"photo-{i}.jpg",
+                sha256=f"{i:064x}",
+                format="JPEG",
+                width=1,
+                height=1,
+                bytes=1,
+                **fields,
+            )
+            for i in range(start, start + n)
+        ],
+        batch_size=500,
+    )

@@ -284,6 +284,13 @@ class FakeOpenAI:
 
     ``api_key``: the key it expects (``Authorization: Bearer <key>``), or None to accept
     any non-empty key. ``latency``: seconds added to every answer.
+
+    ``enforce_limit``: answer 429 (at once, with ``retry-after(-ms)``) to a request that
+    arrives when ``requests_per_minute`` requests were accepted in the last 60 seconds (a
+    sliding window, the strictest reading of "N a minute"), and send
+    ``x-ratelimit-remaining/reset-requests`` computed from that window. Off by default:
+    the headers then count every request since the last reset, as before.
+    ``max_in_flight`` is the most requests it was answering at once.
     """
 
     def __init__(
@@ -293,8 +300,16 @@ class FakeOpenAI:
         latency: float = 0.0,
         requests_per_minute: int = 500,
         tokens_per_minute: int = 200_000,
+        enforce_limit: bool = False,
     ) -> None:
         self._default_api_key = api_key
+        self._default_enforce_limit = enforce_limit
+        self.enforce_limit = enforce_limit
+        # Monotonic arrival times of the requests accepted in the last 60 s (enforce_limit).
+        self._accepted: collections.deque[float] = collections.deque()
+        self.rejected = 0  # 429s answered because of enforce_limit
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.api_key = api_key
         self.latency = latency
         self.requests_per_minute = requests_per_minute
@@ -360,6 +375,10 @@ class FakeOpenAI:
             self._always = None
             self.api_key = self._default_api_key
             self.latency = 0.0
+            self.enforce_limit = self._default_enforce_limit
+            self._accepted.clear()
+            self.rejected = 0
+            self.max_in_flight = self.in_flight
             old, self._wake = self._wake, threading.Event()
         old.set()  # release answers still stalled from an earlier test
 
@@ -396,9 +415,48 @@ class FakeOpenAI:
             self.requests.append(record)
             return len(self.requests), self._wake
 
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def _window(self, now: float) -> tuple[int, float]:
+        """Requests accepted in the 60 s before ``now``, and seconds until the oldest
+        leaves the window. Call with the lock held."""
+        while self._accepted and self._accepted[0] <= now - 60.0:
+            self._accepted.popleft()
+        reset = self._accepted[0] + 60.0 - now if self._accepted else 0.0
+        return len(self._accepted), reset
+
+    def _admit(self) -> float | None:
+        """enforce_limit: None if this request is accepted, else seconds until one would be."""
+        with self._lock:
+            now = time.monotonic()
+            used, reset = self._window(now)
+            if used >= self.requests_per_minute:
+                self.rejected += 1
+                return max(reset, 0.001)
+            self._accepted.append(now)
+            return None
+
     # answers
 
     def _rate_limit_headers(self, seen: int) -> dict[str, str]:
+        if self.enforce_limit:
+            with self._lock:
+                used, reset = self._window(time.monotonic())
+            return {
+                "x-ratelimit-limit-requests": str(self.requests_per_minute),
+                "x-ratelimit-remaining-requests": str(max(self.requests_per_minute - used, 0)),
+                "x-ratelimit-reset-requests": f"{int(reset * 1000)}ms",
+                "x-ratelimit-limit-tokens": str(self.tokens_per_minute),
+                "x-ratelimit-remaining-tokens": str(max(self.tokens_per_minute - 100 * used, 0)),
+                "x-ratelimit-reset-tokens": f"{int(reset * 1000)}ms",
+            }
         return {
             "x-ratelimit-limit-requests": str(self.requests_per_minute),
             "x-ratelimit-remaining-requests": str(max(self.requests_per_minute - seen, 0)),
@@ -483,6 +541,34 @@ class _Handler(BaseHTTPRequestHandler):
             return
         seen, wake = self.fake._record(record)
         fake = self.fake
+        fake._enter()
+        try:
+            self._chat_completion(record, body, image, seen, wake)
+        finally:
+            fake._leave()
+
+    def _chat_completion(
+        self,
+        record: ReceivedRequest,
+        body: Any,
+        image: bytes | None,
+        seen: int,
+        wake: threading.Event,
+    ) -> None:
+        fake = self.fake
+        if fake.enforce_limit:
+            wait = fake._admit()
+            if wait is not None:
+                # Like OpenAI: refused at once, saying when to come back.
+                self._answer_status(
+                    record,
+                    Fault.rate_limited(
+                        retry_after=max(1, int(wait + 0.999)),
+                        retry_after_ms=int(wait * 1000) + 1,
+                    ),
+                    fake._rate_limit_headers(seen),
+                )
+                return
         if fake.latency:
             wake.wait(min(fake.latency, MAX_DELAY))
         rate_headers = fake._rate_limit_headers(seen)

@@ -30,6 +30,9 @@ JOB_ENV = {
     "MEDIAOPT_JOB_BATCH_SIZE": "2",
     "MEDIAOPT_JOB_RUN_SECONDS": "10",
     "MEDIAOPT_JOB_MAX_SLEEP_SECONDS": "0.5",
+    # One call at a time: these tests count claims exactly (a frozen worker holds one
+    # item; a poison image's death costs no other item an attempt).
+    "MEDIAOPT_JOB_CONCURRENCY": "1",
 }
 
 RUNNING = re.compile(r"Q Cluster \S+ \[(?P<queue>[^\]]+)\] running")

@@ -45,11 +45,21 @@ class ErrorKind(enum.StrEnum):
 class ProviderError(Exception):
     """A failed describe call, classified so the caller can retry, fail or pause."""
 
-    def __init__(self, reason: str, *, kind: ErrorKind, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        kind: ErrorKind,
+        retry_after: float | None = None,
+        rate_limited: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
         self.retry_after = retry_after
+        # A 429 that is back-pressure (not insufficient_quota): the shared rate limiter
+        # blocks every worker for retry_after, not just this item.
+        self.rate_limited = rate_limited
 
     @property
     def retryable(self) -> bool:

@@ -300,6 +300,7 @@ class OpenAIProvider:
                 "The provider is rate limiting requests (429).",
                 kind=ErrorKind.TRANSIENT,
                 retry_after=retry_after_seconds(exc.response.headers),
+                rate_limited=True,
             )
         if status >= 500 or status in {408, 409}:
             # The SDK's own list of retryable statuses: server-side and conflict/timeouts.

@@ -11,7 +11,10 @@
   }
 
   function show(event, status) {
-    const note = document.querySelector("#mediaopt-panel .mediaopt-panel-error");
+    // The panel that sent the request (an image's, or a job's), else the image's panel.
+    const sender = event.target instanceof Element ? event.target.closest(".mediaopt-panel") : null;
+    const panel = sender || document.querySelector("#mediaopt-panel");
+    const note = panel && panel.querySelector(".mediaopt-panel-error");
     if (!note) return;
     note.textContent = explain(status);
     note.hidden = false;

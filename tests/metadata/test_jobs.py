@@ -44,24 +44,6 @@ def make_assets(n: int, *, start: int = 0) -> list[MediaAsset]:
     return assets
 
 
-def bare_assets(n: int) -> list[MediaAsset]:
-    """Rows without files: enough for state and query-count tests, and fast."""
-    return MediaAsset.objects.bulk_create(
-        [
-            MediaAsset(
-                file=f"bare/{i}.jpg",
-                original_name=f"{i}.jpg",
-                sha256=f"{i:064x}",
-                format="JPEG",
-                width=1,
-                height=1,
-                bytes=1,
-            )
-            for i in range(n)
-        ]
-    )
-
-
 def new_job(assets, *, kind=JobKind.BULK, state: str | None = None, **kwargs):
     job = jobs.create_job(kind=kind, asset_ids=[a.pk for a in assets], **kwargs).job
     if state:
@@ -132,7 +114,7 @@ def test_the_transition_table_is_exactly_what_the_functions_do():
 @pytest.mark.parametrize("name", JOB_MOVES)
 @pytest.mark.parametrize("start", JobState.values)
 def test_job_moves_only_from_its_allowed_states(name, start):
-    [asset] = bare_assets(1)
+    [asset] = factories.bare_assets(1)
     job = new_job([asset], state=start)
     starts, target = JOB_MOVES[name]
     if start in starts:
@@ -148,7 +130,7 @@ def test_job_moves_only_from_its_allowed_states(name, start):
 
 @pytest.mark.parametrize("start", JobState.values)
 def test_only_a_running_job_without_open_items_completes(start):
-    [asset] = bare_assets(1)
+    [asset] = factories.bare_assets(1)
     job = new_job([asset], state=start)
     set_item(item_of(job), state=ItemState.SUCCEEDED)
     assert jobs.complete_if_done(job) is (start == JobState.RUNNING)
@@ -158,7 +140,7 @@ def test_only_a_running_job_without_open_items_completes(start):
 
 @pytest.mark.parametrize("open_state", [ItemState.PENDING, ItemState.CLAIMED])
 def test_a_job_with_open_items_does_not_complete(open_state):
-    [asset] = bare_assets(1)
+    [asset] = factories.bare_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
     set_item(item_of(job), state=open_state)
     assert not jobs.complete_if_done(job)
@@ -170,7 +152,7 @@ def test_enqueue_and_resume_send_one_runner_on_the_jobs_queue_after_commit(
 ):
     sent = []
     monkeypatch.setattr("django_q.tasks.async_task", lambda *a, **k: sent.append((a, k)))
-    [asset] = bare_assets(1)
+    [asset] = factories.bare_assets(1)
     job = new_job([asset], queue=JobQueue.INTERACTIVE)
     with django_capture_on_commit_callbacks(execute=True):
         jobs.enqueue(job)
@@ -185,7 +167,7 @@ def test_enqueue_and_resume_send_one_runner_on_the_jobs_queue_after_commit(
 
 
 def test_cancel_cancels_pending_items_and_leaves_a_claimed_one_to_its_runner():
-    a, b = bare_assets(2)
+    a, b = factories.bare_assets(2)
     job = new_job([a, b], state=JobState.RUNNING)
     [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
     jobs.cancel(job)
@@ -219,7 +201,7 @@ def test_item_transition_table_matches_the_item_functions():
 
 
 def test_claim_counts_the_attempt_and_sets_a_lease():
-    assets = bare_assets(3)
+    assets = factories.bare_assets(3)
     job = new_job(assets, state=JobState.RUNNING)
     before = timezone.now()
     batch = jobs.claim(job_id=job.pk, batch_size=2, lease_seconds=90)
@@ -236,7 +218,7 @@ def test_claim_counts_the_attempt_and_sets_a_lease():
 
 
 def test_claim_skips_items_not_yet_due_and_other_jobs():
-    a, b = bare_assets(2)
+    a, b = factories.bare_assets(2)
     job = new_job([a], state=JobState.RUNNING)
     new_job([b], state=JobState.RUNNING)
     set_item(item_of(job), not_before=timezone.now() + timedelta(minutes=1))
@@ -327,7 +309,7 @@ def test_a_worker_whose_lease_expired_and_was_recovered_writes_nothing():
     "state", [ItemState.PENDING, ItemState.SUCCEEDED, ItemState.FAILED, ItemState.CANCELLED]
 )
 def test_lease_functions_refuse_items_that_are_not_claimed(state):
-    [asset] = bare_assets(1)
+    [asset] = factories.bare_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
     token = uuid.uuid4()
     item = set_item(item_of(job), state=state, lease_token=token)
@@ -341,7 +323,7 @@ def test_lease_functions_refuse_items_that_are_not_claimed(state):
 
 
 def test_retry_later_puts_the_item_back_with_not_before_and_keeps_the_attempt():
-    [asset] = bare_assets(1)
+    [asset] = factories.bare_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
     [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
     due = timezone.now() + timedelta(seconds=30)
@@ -359,7 +341,7 @@ def test_retry_later_puts_the_item_back_with_not_before_and_keeps_the_attempt():
 
 
 def test_release_gives_the_attempt_back():
-    [asset] = bare_assets(1)
+    [asset] = factories.bare_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
     [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
     assert jobs.release_item(item_id=claimed.id, lease_token=claimed.lease_token)
@@ -369,7 +351,7 @@ def test_release_gives_the_attempt_back():
 
 def test_an_item_that_used_up_its_attempts_fails_with_the_reason_instead_of_opening(settings):
     settings.MEDIAOPT_JOB_MAX_ATTEMPTS = 3
-    a, b = bare_assets(2)
+    a, b = factories.bare_assets(2)
     job = new_job([a, b], state=JobState.RUNNING)
     poisoned = set_item(JobItem.objects.get(job=job, asset=a), attempts=3)
     [claimed] = jobs.claim(job_id=job.pk, batch_size=2, lease_seconds=60)
@@ -385,7 +367,7 @@ def test_an_item_that_used_up_its_attempts_fails_with_the_reason_instead_of_open
 
 
 def test_an_asset_has_at_most_one_active_item_enforced_by_the_database():
-    [asset] = bare_assets(1)
+    [asset] = factories.bare_assets(1)
     first = new_job([asset])
     second = RegenerationJob.objects.create(kind=JobKind.BULK)
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -396,7 +378,7 @@ def test_an_asset_has_at_most_one_active_item_enforced_by_the_database():
 
 
 def test_create_job_skips_busy_assets_and_says_how_many():
-    assets = bare_assets(5)
+    assets = factories.bare_assets(5)
     new_job(assets[:2])
     creation = jobs.create_job(
         kind=JobKind.BULK, asset_ids=[a.pk for a in assets] + [assets[4].pk], options={}
@@ -411,7 +393,7 @@ def test_create_job_skips_busy_assets_and_says_how_many():
 
 @pytest.mark.parametrize("size", [10, 1000])
 def test_progress_takes_one_query_whatever_the_size(size, django_assert_num_queries):
-    assets = bare_assets(size)
+    assets = factories.bare_assets(size)
     job = new_job(assets, state=JobState.RUNNING)
     jobs.claim(job_id=job.pk, batch_size=3, lease_seconds=60)
     JobItem.objects.filter(job=job, state=ItemState.PENDING).filter(
@@ -432,7 +414,7 @@ def test_recover_returns_expired_leases_and_sends_a_runner_to_a_job_without_one(
     settings.MEDIAOPT_JOB_RUNNER_STALE_SECONDS = 60
     sent = []
     monkeypatch.setattr("django_q.tasks.async_task", lambda *a, **k: sent.append(a))
-    a, b, c = bare_assets(3)
+    a, b, c = factories.bare_assets(3)
     orphan = new_job([a], state=JobState.RUNNING)
     alive = new_job([b], state=JobState.RUNNING)
     [lost] = jobs.claim(job_id=orphan.pk, batch_size=1, lease_seconds=60)
@@ -458,14 +440,14 @@ def test_recover_returns_expired_leases_and_sends_a_runner_to_a_job_without_one(
 
 def test_recover_leaves_a_job_with_a_live_runner_alone(settings):
     settings.MEDIAOPT_JOB_RUNNER_STALE_SECONDS = 60
-    [asset] = bare_assets(1)
+    [asset] = factories.bare_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
     RegenerationJob.objects.filter(pk=job.pk).update(runner_heartbeat=timezone.now())
     assert jobs.recover().requeued == []
 
 
 def test_recover_cancels_an_expired_item_of_a_cancelled_job():
-    [asset] = bare_assets(1)
+    [asset] = factories.bare_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
     jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
     jobs.cancel(job)

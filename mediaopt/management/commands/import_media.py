@@ -7,7 +7,6 @@ with a progress bar; ``--inline`` works it in this process, with no cluster at a
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +14,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from mediaopt import ingest
-from metadata import intake, jobs
-from metadata.models import JobItem, JobKind, JobState, RegenerationJob
+from metadata import intake, jobs, terminal
+from metadata.models import JobItem, JobKind, RegenerationJob
 
-# --wait stops following a job in any of these: it will not move without a person.
-FOLLOW_UNTIL = frozenset({JobState.COMPLETED, JobState.PAUSED, JobState.CANCELLED, JobState.FAILED})
-POLL_SECONDS = 0.5
+POLL_SECONDS = terminal.POLL_SECONDS
 
 
 def files_under(paths: list[str]) -> list[Path]:
@@ -91,12 +88,14 @@ class Command(BaseCommand):
             )
         if job is not None:
             if inline:
-                self.work_inline(job, show_bar=show_bar)
+                terminal.work_inline(job, stream=self.stderr, show_bar=show_bar)
             else:
                 # Not in a transaction: the runner is sent to the bulk cluster at once.
                 jobs.enqueue(job)
                 if wait:
-                    self.follow(job, show_bar=show_bar)
+                    terminal.follow(
+                        job, stream=self.stderr, show_bar=show_bar, poll_seconds=POLL_SECONDS
+                    )
             job.refresh_from_db()
             report["job"] = job_summary(job)
             if wait or inline:
@@ -106,30 +105,6 @@ class Command(BaseCommand):
             self.stdout.write(_json_dumps(report))
         else:
             self.print_report(report, followed=wait or inline)
-
-    def work_inline(self, job: RegenerationJob, *, show_bar: bool) -> None:
-        total = jobs.progress(job).total
-        with tqdm(total=total, unit="image", disable=not show_bar, file=self.stderr) as bar:
-
-            def advance() -> None:
-                bar.n = jobs.progress(job).done
-                bar.refresh()
-
-            jobs.run_inline(job, on_item=advance)
-            advance()
-
-    def follow(self, job: RegenerationJob, *, show_bar: bool) -> None:
-        """Poll the job's progress (one query) until it needs nobody's attention."""
-        with tqdm(
-            total=jobs.progress(job).total, unit="image", disable=not show_bar, file=self.stderr
-        ) as bar:
-            while True:
-                job.refresh_from_db(fields=["state"])
-                bar.n = jobs.progress(job).done
-                bar.refresh()
-                if job.state in FOLLOW_UNTIL:
-                    return
-                time.sleep(POLL_SECONDS)
 
     def print_report(self, report: dict[str, Any], *, followed: bool) -> None:
         self.stdout.write(

@@ -1,0 +1,515 @@
+"""One provider rate limiter shared by every worker on every host.
+
+Requests and tokens per minute come from the Settings row. Every paid call asks first
+(generation.call_ai_once, or the job runner through generation.admit_ai_call) and reports
+the answer's rate headers afterwards, so the limiter also learns what the provider says:
+a 429's ``Retry-After`` and ``x-ratelimit-remaining-*: 0`` with ``x-ratelimit-reset-*``
+put a "blocked until" into the shared state, and every caller on every host waits.
+
+The window: a sliding sum over one-second buckets. A call is admitted when the buckets of
+the last ``SPAN`` seconds *plus the current bucket* (61 buckets, a little more than a
+minute) leave room for it. Because the counted stretch is never shorter than a minute,
+the admissions in any 60-second stretch stay within the limit, whatever window the
+provider uses. A fixed one-minute window would let up to twice the limit through across a
+boundary (the end of one minute and the start of the next), which a sliding-window
+provider answers with 429s. The price is at most 1/61 of the limit (590 of 600 a minute).
+Buckets keep the state small (61 counters per key) where an exact log would keep one
+entry per call, and let both backends share the same arithmetic (``wait_for_room``).
+
+Backends: with ``settings.REDIS_URL`` a Lua script (atomic in Redis, one round trip per
+attempt); without, a database row per bucket (``RateWindow``), updated in a short
+transaction that first locks the key's control row, correct on SQLite (IMMEDIATE
+transactions) and PostgreSQL (the row lock serialises; each later statement of the
+transaction reads what the previous holder committed). Nobody sleeps inside a
+transaction: an attempt either admits or says how long to wait, and ``acquire`` sleeps
+between attempts.
+
+Time is the caller's wall clock (injectable for tests); hosts are assumed NTP-synced. A
+host whose clock runs ahead writes into "future" buckets, which everyone counts: a skew
+makes the limiter stricter, not looser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from django.conf import settings
+from django.db import OperationalError, transaction
+from django.db.models import F
+
+logger = logging.getLogger(__name__)
+
+SPAN_SECONDS = 60
+BUCKET_SECONDS = 1
+# How long a Settings row read is trusted: the settings page's change reaches every
+# process within this, while a busy runner reads the row a few times a minute, not per call.
+LIMITS_TTL_SECONDS = 10.0
+# A 429 that says nothing about when to come back blocks everyone this long.
+DEFAULT_BLOCK_SECONDS = 1.0
+# A hostile or broken header must not park every worker for hours.
+MAX_BLOCK_SECONDS = 120.0
+# Spread waiters that computed the same wait over a little time, so they do not all
+# come back in the same millisecond.
+MAX_JITTER_SECONDS = 0.05
+# The database backend's row that holds "blocked until" and serialises admissions.
+CONTROL_WINDOW = 0
+# An unlimited dimension (a setting of 0).
+UNLIMITED = 2**62
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Requests and tokens a minute; 0 means no limit of that kind."""
+
+    requests_per_minute: int
+    tokens_per_minute: int
+
+
+_limits_lock = threading.Lock()
+_limits_cache: tuple[float, Limits] | None = None
+
+
+def settings_limits() -> Limits:
+    """The Settings row's limits, read at most once per LIMITS_TTL_SECONDS per process."""
+    global _limits_cache
+    now = time.monotonic()
+    with _limits_lock:
+        if _limits_cache is not None and now - _limits_cache[0] < LIMITS_TTL_SECONDS:
+            return _limits_cache[1]
+    from metadata.models import Settings
+
+    row = Settings.objects.current()
+    limits = Limits(row.requests_per_minute, row.tokens_per_minute)
+    with _limits_lock:
+        _limits_cache = (now, limits)
+    return limits
+
+
+def forget_limits() -> None:
+    """Read the Settings row again on the next call (after the settings page saved it)."""
+    global _limits_cache
+    with _limits_lock:
+        _limits_cache = None
+
+
+# -- the arithmetic shared by both backends (the Lua script mirrors it) -------------------
+
+
+def wait_for_room(
+    *,
+    buckets: Iterable[tuple[int, int, int]],
+    now: float,
+    requests_per_minute: int,
+    tokens_per_minute: int,
+    tokens: int,
+    span: int = SPAN_SECONDS,
+    bucket: int = BUCKET_SECONDS,
+) -> float:
+    """0.0 if one more call of ``tokens`` fits beside ``buckets``; else the seconds until
+    enough of the oldest buckets have left the counted stretch for it to fit.
+
+    ``buckets``: (start, requests, tokens) of every bucket still counted. A call larger
+    than the whole token budget goes through alone (an empty window), rather than never.
+    """
+    rows = sorted(buckets)
+    used_requests = sum(row[1] for row in rows)
+    used_tokens = sum(row[2] for row in rows)
+    rpm = requests_per_minute or UNLIMITED
+    tpm = tokens_per_minute or UNLIMITED
+    need_requests = used_requests + 1 - rpm
+    need_tokens = used_tokens + tokens - tpm
+    if need_requests <= 0 and (need_tokens <= 0 or used_tokens == 0):
+        return 0.0
+    freed_requests = freed_tokens = 0
+    for start, requests, spent in rows:
+        freed_requests += requests
+        freed_tokens += spent
+        if freed_requests >= need_requests and (
+            freed_tokens >= need_tokens or freed_tokens == used_tokens
+        ):
+            # A bucket stops counting once the current bucket starts past start + span.
+            return max(start + span + bucket - now, 0.001)
+    return float(bucket)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_reset(value: str | None) -> float | None:
+    """Seconds in an ``x-ratelimit-reset-*`` value: "1s", "6m0s", "120ms", "20.5s", "2"."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(float(text), 0.0)  # a bare number is seconds
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+def _remaining(value: str | None) -> int | None:
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def block_seconds(
+    *, headers: Mapping[str, str], retry_after: float | None, rate_limited: bool
+) -> float | None:
+    """How long everyone should wait after an answer with these headers; None: no need.
+
+    A 429 blocks for its Retry-After (else the reset hints, else DEFAULT_BLOCK_SECONDS);
+    any answer whose ``x-ratelimit-remaining-requests`` or ``-tokens`` is 0 blocks until
+    the matching reset: the next call would only collect a 429.
+    """
+    lowered = {key.lower(): value for key, value in headers.items()}
+    waits: list[float] = []
+    for kind in ("requests", "tokens"):
+        reset = parse_reset(lowered.get(f"x-ratelimit-reset-{kind}"))
+        if reset and _remaining(lowered.get(f"x-ratelimit-remaining-{kind}")) == 0:
+            waits.append(reset)
+    if rate_limited:
+        if retry_after is not None:
+            waits.append(retry_after)
+        elif not waits:
+            waits.append(DEFAULT_BLOCK_SECONDS)
+    if not waits:
+        return None
+    return min(max(waits), MAX_BLOCK_SECONDS)
+
+
+# -- backends ----------------------------------------------------------------------------
+
+
+class Backend(Protocol):
+    def admit(
+        self, *, key: str, now: float, limits: Limits, tokens: int, span: int, bucket: int
+    ) -> float:
+        """Count one call and return 0.0, or count nothing and return seconds to wait."""
+        ...
+
+    def block_until(self, *, key: str, until: float) -> None:
+        """Nobody is admitted before ``until`` (epoch seconds); never shortens a block."""
+        ...
+
+
+class DatabaseBackend:
+    """A row per bucket and key (RateWindow), in a short transaction per attempt."""
+
+    def admit(
+        self, *, key: str, now: float, limits: Limits, tokens: int, span: int, bucket: int
+    ) -> float:
+        from metadata.models import RateWindow
+
+        current = int(now // bucket) * bucket
+        oldest = current - span
+        try:
+            with transaction.atomic():
+                blocked = self._lock_control(key)
+                if blocked > now:
+                    return blocked - now
+                rows = list(
+                    RateWindow.objects.filter(key=key, window_start__gte=oldest).values_list(
+                        "window_start", "requests", "tokens"
+                    )
+                )
+                wait = wait_for_room(
+                    buckets=rows,
+                    now=now,
+                    requests_per_minute=limits.requests_per_minute,
+                    tokens_per_minute=limits.tokens_per_minute,
+                    tokens=tokens,
+                    span=span,
+                    bucket=bucket,
+                )
+                if wait > 0:
+                    return wait
+                # Conditional, so even a caller that skipped the lock above could not push
+                # one bucket past the whole limit.
+                counted = RateWindow.objects.filter(
+                    key=key,
+                    window_start=current,
+                    requests__lt=limits.requests_per_minute or UNLIMITED,
+                ).update(requests=F("requests") + 1, tokens=F("tokens") + tokens)
+                if not counted:
+                    RateWindow.objects.create(
+                        key=key, window_start=current, requests=1, tokens=tokens
+                    )
+                    # Once per new bucket: buckets that no longer count go.
+                    RateWindow.objects.filter(
+                        key=key, window_start__gt=CONTROL_WINDOW, window_start__lt=oldest
+                    ).delete()
+                return 0.0
+        except OperationalError as error:
+            # SQLite under a burst of writers ("database is locked"): try again shortly
+            # instead of failing a paid call that never started.
+            logger.info("rate limiter: database busy (%s); trying again", error)
+            return 0.05
+
+    def block_until(self, *, key: str, until: float) -> None:
+        from metadata.models import RateWindow
+
+        with transaction.atomic():
+            self._lock_control(key)
+            RateWindow.objects.filter(
+                key=key, window_start=CONTROL_WINDOW, blocked_until__lt=until
+            ).update(blocked_until=until)
+
+    @staticmethod
+    def _lock_control(key: str) -> float:
+        """Lock the key's control row (creating it once) and return its blocked_until.
+
+        A no-op UPDATE is the lock: PostgreSQL's row lock (held to commit) makes every
+        other admission for this key wait, and on SQLite the write lock is the
+        IMMEDIATE transaction's anyway. SELECT FOR UPDATE would do nothing on SQLite.
+        """
+        from metadata.models import RateWindow
+
+        control = RateWindow.objects.filter(key=key, window_start=CONTROL_WINDOW)
+        if not control.update(requests=F("requests")):
+            RateWindow.objects.bulk_create(
+                [RateWindow(key=key, window_start=CONTROL_WINDOW)], ignore_conflicts=True
+            )
+            control.update(requests=F("requests"))
+        return control.values_list("blocked_until", flat=True).get()
+
+
+# KEYS: requests hash, tokens hash (field = bucket start), blocked-until string.
+# ARGV: now, bucket, span, rpm, tpm, tokens. Returns {admitted 0/1, wait as a string}
+# (Redis truncates Lua numbers to integers in replies).
+_ADMIT_LUA = """
+local now = tonumber(ARGV[1])
+local bucket = tonumber(ARGV[2])
+local span = tonumber(ARGV[3])
+local rpm = tonumber(ARGV[4])
+local tpm = tonumber(ARGV[5])
+local cost = tonumber(ARGV[6])
+local blocked = tonumber(redis.call('GET', KEYS[3]) or '0')
+if blocked > now then
+  return {0, tostring(blocked - now)}
+end
+local current = math.floor(now / bucket) * bucket
+local oldest = current - span
+local req = redis.call('HGETALL', KEYS[1])
+local starts = {}
+local reqs = {}
+local used_r = 0
+for i = 1, #req, 2 do
+  local s = tonumber(req[i])
+  if s < oldest then
+    redis.call('HDEL', KEYS[1], req[i])
+    redis.call('HDEL', KEYS[2], req[i])
+  else
+    table.insert(starts, s)
+    reqs[s] = tonumber(req[i + 1])
+    used_r = used_r + reqs[s]
+  end
+end
+local toks = {}
+local used_t = 0
+for _, s in ipairs(starts) do
+  toks[s] = tonumber(redis.call('HGET', KEYS[2], tostring(s)) or '0')
+  used_t = used_t + toks[s]
+end
+local need_r = used_r + 1 - rpm
+local need_t = used_t + cost - tpm
+if need_r <= 0 and (need_t <= 0 or used_t == 0) then
+  redis.call('HINCRBY', KEYS[1], tostring(current), 1)
+  redis.call('HINCRBY', KEYS[2], tostring(current), cost)
+  redis.call('EXPIRE', KEYS[1], span * 2 + bucket)
+  redis.call('EXPIRE', KEYS[2], span * 2 + bucket)
+  return {1, '0'}
+end
+table.sort(starts)
+local freed_r = 0
+local freed_t = 0
+for _, s in ipairs(starts) do
+  freed_r = freed_r + reqs[s]
+  freed_t = freed_t + toks[s]
+  if freed_r >= need_r and (freed_t >= need_t or freed_t == used_t) then
+    return {0, tostring(math.max(s + span + bucket - now, 0.001))}
+  end
+end
+return {0, tostring(bucket)}
+"""
+
+# KEYS: blocked-until string. ARGV: until (epoch seconds), ttl in ms. Only ever later.
+_BLOCK_LUA = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local wanted = tonumber(ARGV[1])
+if wanted > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+
+_redis_lock = threading.Lock()
+_redis_clients: dict[str, object] = {}
+
+
+class RedisBackend:
+    """The same buckets in two Redis hashes per key, moved only by Lua scripts."""
+
+    def __init__(self, url: str, *, prefix: str = "mediaopt:ratelimit") -> None:
+        import redis
+
+        with _redis_lock:
+            client = _redis_clients.get(url)
+            if client is None:
+                # One connection pool per process and URL, shared by the runner's threads.
+                client = redis.Redis.from_url(url)
+                _redis_clients[url] = client
+        self.client = client
+        self.prefix = prefix
+        self._admit = client.register_script(_ADMIT_LUA)  # type: ignore[attr-defined]
+        self._block = client.register_script(_BLOCK_LUA)  # type: ignore[attr-defined]
+
+    def _keys(self, key: str) -> list[str]:
+        # One hash slot ({key}) so the script's keys stay together on a Redis Cluster.
+        return [f"{self.prefix}:{{{key}}}:{part}" for part in ("requests", "tokens", "blocked")]
+
+    def admit(
+        self, *, key: str, now: float, limits: Limits, tokens: int, span: int, bucket: int
+    ) -> float:
+        admitted, wait = self._admit(
+            keys=self._keys(key),
+            args=[
+                repr(now),
+                bucket,
+                span,
+                limits.requests_per_minute or UNLIMITED,
+                limits.tokens_per_minute or UNLIMITED,
+                tokens,
+            ],
+        )
+        return 0.0 if int(admitted) == 1 else float(wait)
+
+    def block_until(self, *, key: str, until: float) -> None:
+        ttl_ms = max(int((until - time.time()) * 1000) + 1000, 1000)
+        self._block(keys=self._keys(key)[2:], args=[repr(until), ttl_ms])
+
+
+# -- the limiter -------------------------------------------------------------------------
+
+
+class Limiter:
+    """Admissions for one key (one provider account and model), shared through a backend.
+
+    ``clock`` (epoch seconds) and ``sleep`` are injectable so tests need not sleep.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        backend: Backend,
+        limits: Callable[[], Limits] = settings_limits,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        span: int = SPAN_SECONDS,
+        bucket: int = BUCKET_SECONDS,
+    ) -> None:
+        self.key = key
+        self.backend = backend
+        self.limits = limits
+        self.clock = clock
+        self.sleep = sleep
+        self.span = span
+        self.bucket = bucket
+
+    def try_acquire(self, *, tokens: int) -> float:
+        """One attempt that never waits: 0.0 if admitted (counted), else seconds to wait.
+
+        For callers that have other work while they wait (the job runner writes finished
+        results meanwhile).
+        """
+        limits = self.limits()
+        if not limits.requests_per_minute and not limits.tokens_per_minute:
+            return 0.0
+        return self.backend.admit(
+            key=self.key,
+            now=self.clock(),
+            limits=limits,
+            tokens=max(int(tokens), 0),
+            span=self.span,
+            bucket=self.bucket,
+        )
+
+    def acquire(self, *, tokens: int, timeout: float, stop: threading.Event | None = None) -> bool:
+        """Wait until one call of ``tokens`` is admitted (True), or give up (False).
+
+        Gives up at once when the wait it was told exceeds what is left of ``timeout``
+        (sleeping would only end in False), or when ``stop`` is set (a pause). It sleeps
+        between attempts, never inside a transaction.
+        """
+        deadline = self.clock() + max(timeout, 0.0)
+        while True:
+            wait = self.try_acquire(tokens=tokens)
+            if wait <= 0:
+                return True
+            if self.clock() + wait > deadline:
+                return False
+            pause = wait + random.uniform(0, min(MAX_JITTER_SECONDS, wait / 10))
+            if stop is not None:
+                if stop.wait(pause):
+                    return False
+            else:
+                self.sleep(pause)
+
+    def learn(
+        self,
+        *,
+        headers: Mapping[str, str],
+        retry_after: float | None = None,
+        rate_limited: bool = False,
+    ) -> float | None:
+        """Take in one answer's rate headers (and, for a 429, its Retry-After): block every
+        caller as long as they say. Returns the seconds blocked, or None."""
+        seconds = block_seconds(headers=headers, retry_after=retry_after, rate_limited=rate_limited)
+        if seconds is None or seconds <= 0:
+            return None
+        self.block(seconds=seconds)
+        return seconds
+
+    def block(self, *, seconds: float) -> None:
+        """Nobody with this key is admitted for ``seconds`` (a block is never shortened)."""
+        self.backend.block_until(key=self.key, until=self.clock() + seconds)
+
+
+def default_backend() -> Backend:
+    """Redis when ``REDIS_URL`` is set (the broker's server: one service to run), else the
+    database."""
+    url = getattr(settings, "REDIS_URL", "")
+    return RedisBackend(url) if url else DatabaseBackend()
+
+
+def limiter_key(*, base_url: str, api_key: str, model: str) -> str:
+    """Providers limit per account (key) and model. A digest, so no key reaches Redis or
+    the database, and an account's own key (BYOK) gets its own budget."""
+    digest = hashlib.sha256(f"{base_url}\n{api_key}\n{model}".encode()).hexdigest()
+    return f"openai:{digest[:24]}"
+
+
+def limiter_for(*, base_url: str, api_key: str, model: str) -> Limiter:
+    return Limiter(
+        key=limiter_key(base_url=base_url, api_key=api_key, model=model),
+        backend=default_backend(),
+    )
+
+
+def max_wait_seconds() -> float:
+    """How long one call waits for the limiter before it counts as a transient failure."""
+    return float(getattr(settings, "MEDIAOPT_RATE_LIMIT_WAIT_SECONDS", 120.0))

@@ -1,0 +1,61 @@
+"""Bulk regeneration in Chromium: the action, its confirmation page, "Regenerate all"."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+from playwright.sync_api import Page, expect
+
+from metadata.models import JobItem, JobState, RegenerationJob, Settings
+from tests import factories
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+
+CHANGELIST = reverse("admin:mediaopt_mediaasset_changelist")
+
+
+@pytest.fixture(autouse=True)
+def server_key(settings):
+    # Bundled credits with a server key: the page shows an estimate in credits. No
+    # cluster runs here, so no call is ever made with it.
+    settings.OPENAI_API_KEY = "sk-test-not-used"
+
+
+def test_select_two_images_confirm_and_see_the_job_start(admin_page: Page):
+    page = admin_page
+    factories.bare_assets(3)
+    page.goto(CHANGELIST)
+    boxes = page.locator("input.action-select")
+    boxes.nth(0).check()
+    boxes.nth(1).check()
+    page.locator("select[name='action']").select_option(label="Regenerate metadata with AI")
+    page.locator("button[name='index']").click()
+
+    expect(page).to_have_url(re.compile(r"/mediaasset/regenerate-bulk/\d+/$"))
+    expect(page.locator("h1")).to_have_text("Regenerate metadata with AI")
+    expect(page.locator("#bulk-images")).to_have_text("2 images")
+    expect(page.locator("#bulk-estimate")).to_contain_text("2 credit(s); 10,000 available")
+    expect(page.get_by_role("checkbox", name="Alt text")).to_be_checked()
+    expect(page.get_by_label("Fill empty fields only")).to_be_checked()
+    page.get_by_role("button", name="Yes, regenerate").click()
+
+    expect(page).to_have_url(re.compile(re.escape(CHANGELIST) + "$"))
+    expect(page.locator("ul.messagelist")).to_contain_text("Regenerating metadata for 2 images")
+    job = RegenerationJob.objects.get()
+    assert job.state == JobState.QUEUED and JobItem.objects.filter(job=job).count() == 2
+
+
+def test_regenerate_all_missing_alt_text_from_the_settings_page(admin_page: Page):
+    page = admin_page
+    factories.bare_assets(4)
+    page.goto(reverse("admin:metadata_settings_change", args=[Settings.objects.current().pk]))
+    page.get_by_role("button", name="Regenerate all missing alt text").click()
+
+    expect(page).to_have_url(re.compile(r"/mediaasset/regenerate-bulk/\d+/$"))
+    expect(page.locator("#bulk-scope")).to_contain_text("all images missing alt text")
+    expect(page.locator("#bulk-images")).to_have_text("4 images")
+    expect(page.locator("#bulk-estimate")).to_contain_text("4 credit(s)")
+    assert RegenerationJob.objects.get().state == JobState.DRAFT
+    assert not JobItem.objects.exists()

@@ -1,0 +1,100 @@
+"""The shared rate limiter across processes: its Redis backend, and its database backend on
+PostgreSQL, each hammered by four processes at once, never admit more than the limit in
+any stretch of the window's length.
+
+The limiter runs with a 5-second span instead of a minute (the arithmetic is the same), so
+the window slides several times within the test. Run with::
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/mediaopt \\
+        .venv/bin/pytest -q tests/services/test_ratelimit_shared.py
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+import uuid
+
+import pytest
+from django.db import connection
+
+from tests.conftest import skip_or_fail
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+PROCESSES = 4
+LIMIT = 12  # calls per SPAN seconds
+SPAN = 5
+SECONDS = 12.0
+REDIS_URL = os.environ.get("MEDIAOPT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def hammer(backend: str, database_url: str, key: str, start_at: float) -> list[float]:
+    """One process: ask as fast as it can from ``start_at`` for SECONDS; admission times."""
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["DJANGO_SETTINGS_MODULE"] = "mediaopt.settings"
+    import django
+
+    django.setup()
+    from metadata.ratelimit import DatabaseBackend, Limiter, Limits, RedisBackend
+
+    chosen = RedisBackend(REDIS_URL) if backend == "redis" else DatabaseBackend()
+    limiter = Limiter(key=key, backend=chosen, limits=lambda: Limits(LIMIT, 0), span=SPAN)
+    admitted: list[float] = []
+    time.sleep(max(start_at - time.time(), 0))
+    while time.time() < start_at + SECONDS:
+        wait = limiter.try_acquire(tokens=10)
+        if wait == 0:
+            admitted.append(time.time())
+        else:
+            time.sleep(min(wait, 0.02))
+    return admitted
+
+
+def most_in_any_stretch(times: list[float], span: float) -> int:
+    times = sorted(times)
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] >= span:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def run_processes(backend: str) -> list[float]:
+    from tests.processes import database_url
+
+    key = f"test-{uuid.uuid4().hex[:12]}"
+    url = database_url(connection.settings_dict)
+    start_at = time.time() + 3.0  # after every spawned process has set Django up
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(PROCESSES) as pool:
+        results = pool.starmap(hammer, [(backend, url, key, start_at)] * PROCESSES)
+    admitted = [at for result in results for at in result]
+    assert sum(1 for result in results if result) > 1, "only one process ever got in"
+    return admitted
+
+
+def check(admitted: list[float]) -> None:
+    assert most_in_any_stretch(admitted, SPAN) <= LIMIT
+    # And it is not stingy: about LIMIT per SPAN + 1 s over the run.
+    assert len(admitted) >= LIMIT * (SECONDS // (SPAN + 1))
+
+
+@pytest.mark.timeout(90)
+def test_the_redis_backend_shared_by_processes_never_exceeds_the_limit(services_db):
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).ping()
+    except Exception as error:  # any failure to reach it means: no Redis here
+        skip_or_fail(f"Redis is not reachable at {REDIS_URL}: {error}")
+    check(run_processes("redis"))
+
+
+@pytest.mark.timeout(90)
+def test_the_database_backend_on_postgresql_shared_by_processes_never_exceeds_the_limit(
+    services_db,
+):
+    check(run_processes("db"))
