@@ -9,8 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -24,8 +23,6 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from metadata import jobs
 from metadata.models import (
-    ItemState,
-    JobItem,
     JobState,
     MetadataRevision,
     RegenerationJob,
@@ -109,6 +106,55 @@ class SettingsAdmin(admin.ModelAdmin):
         self.message_user(request, "Settings saved.", messages.SUCCESS)
         return HttpResponseRedirect(request.path)
 
+    # --- the recent jobs, below the form ------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        # Before super()'s: its "<path:object_id>/" would swallow "jobs/".
+        return [
+            path(
+                "jobs/",
+                self.admin_site.admin_view(self.jobs_view),
+                name=f"{self.opts.app_label}_{self.opts.model_name}_jobs",
+            )
+        ] + super().get_urls()
+
+    def may_see_jobs(self, request: HttpRequest) -> bool:
+        opts = RegenerationJob._meta
+        return request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}")
+
+    def jobs_context(self, request: HttpRequest) -> dict[str, Any]:
+        recent = list(RegenerationJob.objects.recent_with_progress(limit=RECENT_JOBS))
+        return {
+            "recent_jobs": recent,
+            "jobs_url": reverse(
+                f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_jobs"
+            ),
+            # Only queued and running jobs move by themselves: the rest wait for a person.
+            "jobs_moving": any(job.state in MOVING_JOB_STATES for job in recent),
+        }
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        extra_context = dict(extra_context or {})
+        if self.may_see_jobs(request):
+            extra_context["jobs_panel"] = self.jobs_context(request)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def jobs_view(self, request: HttpRequest) -> HttpResponse:
+        """The jobs list's poll: 200 while a listed job is queued or running, else 286."""
+        if not self.may_see_jobs(request):
+            raise PermissionDenied
+        context = self.jobs_context(request)
+        response = TemplateResponse(request, SETTINGS_JOBS_TEMPLATE, context)
+        if not context["jobs_moving"]:
+            response.status_code = STOP_POLLING
+        return response
+
 
 @admin.register(MetadataRevision)
 class MetadataRevisionAdmin(admin.ModelAdmin):
@@ -183,25 +229,9 @@ STOP_POLLING = 286
 JOB_PANEL_TEMPLATE = "admin/metadata/regenerationjob/job_panel.html"
 JOB_PROGRESS_TEMPLATE = "admin/metadata/regenerationjob/job_progress.html"
 JOB_CANCEL_TEMPLATE = "admin/metadata/regenerationjob/cancel_confirmation.html"
-_DONE_ITEM_STATES = (
-    ItemState.SUCCEEDED,
-    ItemState.SKIPPED,
-    ItemState.FAILED,
-    ItemState.CANCELLED,
-)
-
-
-def _item_count(**filters: Any) -> Coalesce:
-    """Items of the row's job, counted by a correlated subquery: evaluated for the page's
-    rows only, instead of grouping every item of every job."""
-    counted = (
-        JobItem.objects.filter(job=OuterRef("pk"), **filters)
-        .order_by()
-        .values("job")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    return Coalesce(Subquery(counted), 0)
+SETTINGS_JOBS_TEMPLATE = "admin/metadata/settings/jobs.html"
+RECENT_JOBS = 10
+MOVING_JOB_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
 
 
 @admin.register(RegenerationJob)
@@ -222,14 +252,7 @@ class RegenerationJobAdmin(admin.ModelAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                item_total=_item_count(),
-                item_done=_item_count(state__in=_DONE_ITEM_STATES),
-            )
-        )
+        return super().get_queryset(request).with_progress()
 
     @admin.display(description="progress")
     def progress_display(self, job: RegenerationJob) -> str:

@@ -5,6 +5,8 @@ from functools import partial
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from metadata.schema import (
@@ -160,9 +162,47 @@ class ItemState(models.TextChoices):
 ACTIVE_ITEM_STATES = (ItemState.PENDING, ItemState.CLAIMED)
 
 
+# An item in one of these states is finished with (for this job).
+DONE_ITEM_STATES = (
+    ItemState.SUCCEEDED,
+    ItemState.SKIPPED,
+    ItemState.FAILED,
+    ItemState.CANCELLED,
+)
+
+
+def _item_count(**filters) -> Coalesce:
+    """Items of the row's job, counted by a correlated subquery: evaluated for the rows
+    selected only, instead of grouping every item of every job."""
+    counted = (
+        JobItem.objects.filter(job=OuterRef("pk"), **filters)
+        .order_by()
+        .values("job")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted), 0)
+
+
 class RegenerationJobQuerySet(models.QuerySet):
     def unfinished(self) -> RegenerationJobQuerySet:
         return self.filter(state__in=[JobState.QUEUED, JobState.RUNNING])
+
+    def with_progress(self) -> RegenerationJobQuerySet:
+        """Each job with item_total, item_done, item_succeeded and item_failed: one query
+        for the rows whatever the number of items (the admin's list and the settings page)."""
+        return self.annotate(
+            item_total=_item_count(),
+            item_done=_item_count(state__in=DONE_ITEM_STATES),
+            item_succeeded=_item_count(state=ItemState.SUCCEEDED),
+            item_failed=_item_count(state=ItemState.FAILED),
+        )
+
+    def recent_with_progress(self, limit: int = 10) -> RegenerationJobQuerySet:
+        """The newest ``limit`` jobs with their counts and who started them, in one query."""
+        return (
+            self.with_progress().select_related("created_by").order_by("-created_at", "-id")[:limit]
+        )
 
 
 class RegenerationJob(models.Model):
@@ -210,6 +250,14 @@ class RegenerationJob(models.Model):
 
     def __str__(self) -> str:
         return f"Job {self.pk} ({self.get_kind_display()}, {self.get_state_display()})"
+
+    @property
+    def started_by(self) -> str:
+        """Who started the job, for lists: the user, else "command" for a bulk job (the
+        CLI makes those without a user) and "job" for one started by the system."""
+        if self.created_by is not None:
+            return self.created_by.get_username()
+        return "command" if self.kind == JobKind.BULK else "job"
 
 
 class JobItemQuerySet(models.QuerySet):

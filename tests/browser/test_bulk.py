@@ -59,3 +59,28 @@ def test_regenerate_all_missing_alt_text_from_the_settings_page(admin_page: Page
     expect(page.locator("#bulk-estimate")).to_contain_text("4 credit(s)")
     assert RegenerationJob.objects.get().state == JobState.DRAFT
     assert not JobItem.objects.exists()
+
+
+def test_a_confirmed_regenerate_all_is_listed_on_the_settings_page(admin_page: Page):
+    page = admin_page
+    factories.bare_assets(4)
+    settings_page = reverse("admin:metadata_settings_change", args=[Settings.objects.current().pk])
+    page.goto(settings_page)
+    page.get_by_role("button", name="Regenerate all missing alt text").click()
+    page.get_by_role("button", name="Yes, regenerate").click()
+    expect(page.locator("ul.messagelist")).to_be_visible()
+    job = RegenerationJob.objects.get()
+
+    page.goto(settings_page)
+    row = page.locator(f"#mediaopt-settings-jobs tr[data-job='{job.pk}']")
+    expect(row).to_contain_text("Queued")
+    expect(row.locator(".mediaopt-job-done")).to_have_text("0/4")
+    expect(row.locator(".mediaopt-job-started-by")).to_have_text(job.created_by.get_username())
+    expect(row.get_by_role("link", name=f"#{job.pk}")).to_have_attribute(
+        "href", reverse("admin:metadata_regenerationjob_change", args=[job.pk])
+    )
+    # Queued: the list keeps polling (every 2 s) and its answer keeps the row.
+    with page.expect_response(lambda r: r.url.endswith("/settings/jobs/")) as polled:
+        pass
+    assert polled.value.status == 200
+    expect(row).to_contain_text("Queued")
