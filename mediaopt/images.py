@@ -265,8 +265,7 @@ def _render(source: Source, *, max_side: int) -> bytes:
     with _open(source) as img:
         img.seek(0)
         if img.format == "JPEG":
-            # Decode at 1/2, 1/4 or 1/8 scale when that still covers max_side.
-            img.draft(None, (max_side, max_side))
+            _draft(img, max_side)
         img.load()
         upright = ImageOps.exif_transpose(img)
         rgb = _to_rgb(upright)
@@ -276,6 +275,25 @@ def _render(source: Source, *, max_side: int) -> bytes:
     out = io.BytesIO()
     fresh.save(out, "JPEG", quality=_PREVIEW_QUALITY, optimize=True)
     return out.getvalue()
+
+
+# A JPEG may be decoded at 1/2, 1/4 or 1/8 scale when the reduced image's long side is at
+# least this share of max_side. A 4000x3000 photo at 1/8 is 500 px long, just under the
+# 512-px preview: decoding at 1/4 (1000 px) and resizing down would cost about twice the
+# time for 2% more pixels, which the model (detail "low" sees at most 512 px) cannot use.
+# The preview is then 500 px long: still at most max_side, never less than 90% of it.
+_DRAFT_MIN_SHARE = 0.9
+
+
+def _draft(img: Image.Image, max_side: int) -> None:
+    """Ask the JPEG decoder for the smallest DCT scale whose long side covers ~max_side."""
+    width, height = img.size
+    floor = _DRAFT_MIN_SHARE * max_side
+    for scale in (8, 4, 2):
+        if max(width, height) / scale >= floor and min(width, height) >= scale:
+            # draft() picks the largest scale keeping both sides at least this box.
+            img.draft(None, (width // scale, height // scale))
+            return
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -206,6 +206,9 @@ OPENAI_TIMEOUT = float(os.environ.get("OPENAI_TIMEOUT", "60"))
 MEDIAOPT_JOB_MAX_ATTEMPTS = env_int("MEDIAOPT_JOB_MAX_ATTEMPTS", 3)
 MEDIAOPT_RETRY_BASE_SECONDS = float(os.environ.get("MEDIAOPT_RETRY_BASE_SECONDS", "1.0"))
 
+# How long a provider call may wait for room under the shared rate limit (ratelimit.py).
+MEDIAOPT_RATE_LIMIT_WAIT_SECONDS = float(os.environ.get("MEDIAOPT_RATE_LIMIT_WAIT_SECONDS", "120"))
+
 # Credits (billing/). The plan of the installation's account when it is first created, and
 # the largest single grant. MEDIAOPT_PRICES (model -> dollars per image, for BYOK
 # estimates) is a dict: set it in a settings module of your own.

@@ -201,10 +201,14 @@ def write_result(
     options: GenerationOptions,
     actor=None,
     job: RegenerationJob | None = None,
+    asset_is_fresh: bool = False,
 ) -> GenerationOutcome:
+    """Plan and write a result. ``asset_is_fresh``: the caller has just read the asset in
+    this transaction, so the first plan may skip re-reading it."""
     cleaned = schema.clean(result.output)
-    for _ in range(STALE_REPLANS):
-        asset.refresh_from_db()
+    for attempt in range(STALE_REPLANS):
+        if attempt or not asset_is_fresh:
+            asset.refresh_from_db()
         plan = strategies.plan(
             current_values=asset.values(),
             current_sources=asset.sources(),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import time
 import uuid
@@ -475,6 +476,7 @@ def finish_item(
             options=options,
             actor=item.job.created_by,
             job=item.job,
+            asset_is_fresh=True,  # read just above, in this transaction
         )
         if not outcome.ok:
             state, error = ItemState.FAILED, outcome.reason
@@ -780,9 +782,15 @@ def recover(now: datetime | None = None) -> Recovery:
 # -- the runner --------------------------------------------------------------------------
 
 
-def _heartbeat(job_id: int) -> str | None:
-    """Say this job has a live runner; return the job's current state."""
-    RegenerationJob.objects.filter(pk=job_id).update(runner_heartbeat=timezone.now())
+# How often a working runner touches runner_heartbeat: far inside runner_stale_seconds()
+# (the lease length), so recover() still sees a live runner, without a write per item.
+HEARTBEAT_INTERVAL = 1.0
+
+
+def _heartbeat(job_id: int, *, touch: bool = True) -> str | None:
+    """Say this job has a live runner (unless ``touch`` is False); return its current state."""
+    if touch:
+        RegenerationJob.objects.filter(pk=job_id).update(runner_heartbeat=timezone.now())
     return RegenerationJob.objects.filter(pk=job_id).values_list("state", flat=True).first()
 
 
@@ -865,19 +873,23 @@ def _reserve(run: _Run, ready: _Ready) -> str | bool:
     credits). Returns the hold's key, or True/False when the item ended here (False: the
     job must stop)."""
     item = ready.item
-    if not extend_lease(item_id=item.id, lease_token=item.lease_token, seconds=lease_seconds()):
-        _lease_lost(item.id)
-        return True
-    try:
-        return _hold(run, item)
-    except ledger.InsufficientCredits as error:
-        if not run.fallback:
-            release_item(item_id=item.id, lease_token=item.lease_token)
-            with contextlib.suppress(IllegalTransition):
-                pause(run.job, reason=str(error))
-            return False
-        _finish_with_heuristic(run, item, ready.asset)
-        return True
+    # One transaction (one commit) for both writes; the hold's own atomic block is a
+    # savepoint inside it, so a refused hold still leaves the lease extended.
+    with transaction.atomic():
+        if not extend_lease(item_id=item.id, lease_token=item.lease_token, seconds=lease_seconds()):
+            _lease_lost(item.id)
+            return True
+        try:
+            return _hold(run, item)
+        except ledger.InsufficientCredits as error:
+            short = error  # acted on outside the transaction
+    if not run.fallback:
+        release_item(item_id=item.id, lease_token=item.lease_token)
+        with contextlib.suppress(IllegalTransition):
+            pause(run.job, reason=str(short))
+        return False
+    _finish_with_heuristic(run, item, ready.asset)
+    return True
 
 
 def _conclude(run: _Run, ready: _Ready, hold_key: str, call: generation.AICall) -> bool:
@@ -1155,13 +1167,24 @@ def _work(run: _Run, *, deadline: float | None, on_item: Callable[[], None] | No
     def over_time() -> bool:
         return deadline is not None and time.monotonic() >= deadline
 
+    last_beat = [-math.inf]
+
+    def beat() -> str | None:
+        # The state is read every time (pause and cancel are seen before each new call);
+        # the heartbeat is written at most once per HEARTBEAT_INTERVAL.
+        now = time.monotonic()
+        touch = now - last_beat[0] >= HEARTBEAT_INTERVAL
+        if touch:
+            last_beat[0] = now
+        return _heartbeat(job_id, touch=touch)
+
     def still_running() -> bool:
-        return _heartbeat(job_id) == JobState.RUNNING and not over_time()
+        return beat() == JobState.RUNNING and not over_time()
 
     try:
         while True:
             flight.collect(timeout=0)
-            if flight.stopped or _heartbeat(job_id) != JobState.RUNNING:
+            if flight.stopped or beat() != JobState.RUNNING:
                 return flight.worked
             if over_time():
                 hand_over = True  # well inside django-q2's timeout
@@ -1186,7 +1209,7 @@ def _work(run: _Run, *, deadline: float | None, on_item: Callable[[], None] | No
                 time.sleep(min(max(nap, 0.05), max_sleep_seconds()))
                 continue
             for index, item in enumerate(batch):
-                state = _heartbeat(job_id)
+                state = beat()
                 if state != JobState.RUNNING or over_time() or flight.stopped:
                     for rest in batch[index:]:
                         release_item(item_id=rest.id, lease_token=rest.lease_token)

@@ -51,7 +51,11 @@ def _write(
     with transaction.atomic():
         # The row lock serialises writers on PostgreSQL; SQLite's IMMEDIATE transactions
         # already do. The conditional UPDATE below is the guard on both.
-        asset = MediaAsset.objects.select_for_update().get(pk=asset_id)
+        asset = (
+            MediaAsset.objects.select_for_update(of=("self",))
+            .select_related("current_revision")
+            .get(pk=asset_id)
+        )
         if asset.current_revision_id != based_on_revision_id:
             raise StaleRevision(
                 asset_id=asset_id,
@@ -72,9 +76,13 @@ def _write(
         if not changed and not allow_empty:
             return None
 
-        number = (
-            MetadataRevision.objects.filter(asset_id=asset_id).aggregate(n=Max("number"))["n"] or 0
-        ) + 1
+        # Revisions are append-only and each write makes the new one current, so the
+        # current revision has the highest number (under the lock, no one adds another).
+        if asset.current_revision is not None:
+            number = asset.current_revision.number + 1
+        else:
+            latest = MetadataRevision.objects.filter(asset_id=asset_id).aggregate(n=Max("number"))
+            number = (latest["n"] or 0) + 1
         revision = MetadataRevision.objects.create(
             asset_id=asset_id,
             number=number,

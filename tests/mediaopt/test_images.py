@@ -499,3 +499,16 @@ def test_embedded_text_reads_png_text_chunks():
 def test_svg_with_a_byte_order_mark_is_named_as_svg():
     with pytest.raises(ImageError, match=r"SVG is not supported"):
         images.preview(b"\xef\xbb\xbf" + factories.svg())
+
+
+def test_a_large_jpeg_is_decoded_at_the_smallest_scale_close_to_the_preview_size():
+    """4000x3000 decodes at 1/8 (500 px): within 10% of 512 is close enough for the model,
+    and it costs a quarter of decoding at 1/4 and shrinking."""
+    picture = Image.new("RGB", (4000, 3000), (30, 160, 40))
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=70)
+
+    with Image.open(io.BytesIO(images.preview(buffer.getvalue()))) as preview:
+        long_side = max(preview.size)
+    assert 0.9 * 512 <= long_side <= 512
+    assert preview.size[0] > preview.size[1]
