@@ -176,6 +176,17 @@ class Progress:
     def percent(self) -> int:
         return 100 if not self.total else (100 * self.done) // self.total
 
+    def counts(self) -> dict[str, int]:
+        """The figures the commands print with --json."""
+        return {
+            "total": self.total,
+            "succeeded": self.succeeded,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "remaining": self.remaining,
+        }
+
 
 @dataclass(frozen=True)
 class Recovery:
@@ -495,33 +506,26 @@ def finish_item(
     return True
 
 
-def fail_item(*, item_id: int, lease_token: uuid.UUID, error: str) -> bool:
-    """claimed -> failed with a reason a person can read. False if the lease was lost."""
+def _let_go(item_id: int, lease_token: uuid.UUID, **fields) -> bool:
+    """Move a held item out of ``claimed`` and clear its lease; False if the lease was lost."""
     if _held(item_id, lease_token).update(
-        state=ItemState.FAILED,
-        error=error,
-        lease_token=None,
-        lease_expires_at=None,
-        updated_at=timezone.now(),
+        lease_token=None, lease_expires_at=None, updated_at=timezone.now(), **fields
     ):
         return True
     _lease_lost(item_id)
     return False
+
+
+def fail_item(*, item_id: int, lease_token: uuid.UUID, error: str) -> bool:
+    """claimed -> failed with a reason a person can read. False if the lease was lost."""
+    return _let_go(item_id, lease_token, state=ItemState.FAILED, error=error)
 
 
 def retry_later(*, item_id: int, lease_token: uuid.UUID, not_before: datetime, error: str) -> bool:
     """claimed -> pending, due at ``not_before`` (backoff without holding the item)."""
-    if _held(item_id, lease_token).update(
-        state=ItemState.PENDING,
-        not_before=not_before,
-        error=error,
-        lease_token=None,
-        lease_expires_at=None,
-        updated_at=timezone.now(),
-    ):
-        return True
-    _lease_lost(item_id)
-    return False
+    return _let_go(
+        item_id, lease_token, state=ItemState.PENDING, not_before=not_before, error=error
+    )
 
 
 def release_item(*, item_id: int, lease_token: uuid.UUID) -> bool:
@@ -529,27 +533,20 @@ def release_item(*, item_id: int, lease_token: uuid.UUID) -> bool:
 
     If its job was cancelled meanwhile, the item is cancelled instead of pending.
     """
-    now = timezone.now()
-    held = _held(item_id, lease_token)
-    cancelled = held.filter(job__state=JobState.CANCELLED).update(
-        state=ItemState.CANCELLED,
-        error="cancelled",
-        lease_token=None,
-        lease_expires_at=None,
-        updated_at=now,
+    cancelled = (
+        _held(item_id, lease_token)
+        .filter(job__state=JobState.CANCELLED)
+        .update(
+            state=ItemState.CANCELLED,
+            error="cancelled",
+            lease_token=None,
+            lease_expires_at=None,
+            updated_at=timezone.now(),
+        )
     )
     if cancelled:
         return True
-    if held.update(
-        state=ItemState.PENDING,
-        attempts=F("attempts") - 1,
-        lease_token=None,
-        lease_expires_at=None,
-        updated_at=now,
-    ):
-        return True
-    _lease_lost(item_id)
-    return False
+    return _let_go(item_id, lease_token, state=ItemState.PENDING, attempts=F("attempts") - 1)
 
 
 # -- reading -----------------------------------------------------------------------------

@@ -78,6 +78,14 @@ def cluster_env(
     return env
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def group_members(pgid: int) -> list[int]:
     """Live processes of a process group (zombies waiting for init do not count)."""
     out = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True, text=True)

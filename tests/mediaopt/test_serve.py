@@ -13,6 +13,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.processes import alive, group_members
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -20,24 +22,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def group_members(pgid: int) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True, text=True)
-    pids = []
-    for line in out.stdout.splitlines():
-        pid, group, stat = line.split()[:3]
-        if int(group) == pgid and not stat.startswith("Z"):
-            pids.append(int(pid))
-    return pids
 
 
 @pytest.mark.django_db(transaction=True)

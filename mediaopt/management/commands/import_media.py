@@ -146,14 +146,7 @@ def job_summary(job: RegenerationJob) -> dict[str, Any]:
         "id": job.pk,
         "state": job.state,
         "pause_reason": job.pause_reason,
-        "progress": {
-            "total": progress.total,
-            "succeeded": progress.succeeded,
-            "skipped": progress.skipped,
-            "failed": progress.failed,
-            "cancelled": progress.cancelled,
-            "remaining": progress.remaining,
-        },
+        "progress": progress.counts(),
     }
 
 

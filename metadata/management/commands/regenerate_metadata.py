@@ -59,12 +59,7 @@ def summary_dict(summary: jobs.Summary) -> dict[str, Any]:
         "job": summary.job.pk,
         "state": summary.job.state,
         "pause_reason": summary.job.pause_reason,
-        "total": progress.total,
-        "succeeded": progress.succeeded,
-        "skipped": progress.skipped,
-        "failed": progress.failed,
-        "cancelled": progress.cancelled,
-        "remaining": progress.remaining,
+        **progress.counts(),
         "credits_spent": summary.credits_spent,
         "failures": [
             {"id": failure.asset_id, "name": failure.name, "reason": failure.reason}
