@@ -36,7 +36,7 @@ from billing import gate, ledger
 from billing.models import Account
 from mediaopt import images
 from mediaopt.models import MediaAsset
-from metadata import generation, ratelimit
+from metadata import generation, ratelimit, revisions
 from metadata.models import (
     ItemState,
     JobItem,
@@ -372,12 +372,14 @@ def add_items(*, job: RegenerationJob, assets: QuerySet) -> int:
     sql = (
         f"INSERT INTO {qn(JobItem._meta.db_table)} "
         f"({qn('job_id')}, {qn('asset_id')}, {qn('state')}, {qn('attempts')}, "
-        f"{qn('not_before')}, {qn('error')}, {qn('updated_at')}) "
-        f"SELECT %s, chosen.{qn('item_asset_id')}, %s, 0, %s, '', %s FROM ({inner_sql}) chosen "
+        f"{qn('not_before')}, {qn('error')}, {qn('conflicts')}, {qn('updated_at')}) "
+        f"SELECT %s, chosen.{qn('item_asset_id')}, %s, 0, %s, '', %s, %s "
+        f"FROM ({inner_sql}) chosen "
         "WHERE true ON CONFLICT DO NOTHING"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [job.pk, ItemState.PENDING.value, now, now, *inner_params])
+        empty = JobItem._meta.get_field("conflicts").get_db_prep_save([], connection)
+        cursor.execute(sql, [job.pk, ItemState.PENDING.value, now, empty, now, *inner_params])
         return cursor.rowcount
 
 
@@ -696,6 +698,10 @@ def retry_failed(*, job: RegenerationJob, actor) -> JobCreation:
         .order_by("id")
         .values_list("asset_id", flat=True)
     )
+    if job.kind == JobKind.UNDO:
+        # An undo item fails only on an error worth reading, and a retry job would
+        # regenerate instead of undoing: undo the job again instead.
+        raise NothingToRetry(f"Job #{job.pk} is an undo; undo job #{job.undo_of_id} again instead.")
     if not asset_ids:
         raise NothingToRetry(f"Job #{job.pk} has no failed image left to retry.")
     with transaction.atomic():
@@ -1015,6 +1021,11 @@ def _run(*, job_id: int, to_the_end: bool, on_item: Callable[[], None] | None = 
             job.refresh_from_db()  # another runner started it, or it was paused/cancelled
     if job.state != JobState.RUNNING:
         return
+    if job.kind == JobKind.UNDO:
+        deadline = None if to_the_end else time.monotonic() + run_budget_seconds()
+        worked = _work_undo(job, deadline=deadline, on_item=on_item)
+        logger.info("undo job %s: this runner worked %s item(s)", job_id, worked)
+        return
 
     row = Settings.objects.current()
     if (job.options or {}).get("language"):
@@ -1228,5 +1239,91 @@ def _work(run: _Run, *, deadline: float | None, on_item: Callable[[], None] | No
                 flight.send(ready, hold_key)
     finally:
         flight.drain()
+        if hand_over and _heartbeat(job_id) == JobState.RUNNING:
+            _dispatch(job)
+
+
+# -- undo --------------------------------------------------------------------------------
+
+# Undo items are local work (a few queries each, no provider): large claims, and the
+# job's state re-read every few items so pause and cancel still stop it within a second.
+UNDO_BATCH = 100
+UNDO_STATE_CHECK_EVERY = 20
+
+
+def finish_undo_item(*, item: ClaimedItem, job: RegenerationJob) -> bool:
+    """Undo ``job.undo_of`` on one image under the lease: the undo revision and the item's
+    state, conflicts and result together. False if the lease was lost."""
+    target = job.undo_of
+    assert target is not None
+    override = bool((job.options or {}).get("override"))
+    with transaction.atomic():
+        now = timezone.now()
+        if not _held(item.id, item.lease_token).update(
+            state=ItemState.SUCCEEDED, lease_token=None, lease_expires_at=None, updated_at=now
+        ):
+            _lease_lost(item.id)
+            return False
+        outcome = revisions.undo_asset(
+            asset_id=item.asset_id,
+            job=target,
+            override=override,
+            actor=job.created_by,
+            undo_job=job,
+        )
+        plan = outcome.plan
+        if outcome.revision is not None:
+            state, error = ItemState.SUCCEEDED, ""
+        elif plan.unavailable:
+            state, error = ItemState.SKIPPED, plan.unavailable
+        elif plan.kept:
+            state, error = ItemState.SKIPPED, "every field the job changed was changed again since"
+        else:
+            state, error = ItemState.SKIPPED, f"already has its values from before job #{target.pk}"
+        JobItem.objects.filter(pk=item.id).update(
+            state=state,
+            error=error,
+            revision=outcome.revision,
+            conflicts=list(plan.conflicts),
+            updated_at=now,
+        )
+    return True
+
+
+def _work_undo(
+    job: RegenerationJob, *, deadline: float | None, on_item: Callable[[], None] | None = None
+) -> int:
+    """The undo runner's loop: claim, undo each image, complete. Never calls a provider,
+    never touches credits. Returns how many items it worked."""
+    job_id, worked, hand_over = job.pk, 0, False
+    if job.undo_of_id is None:
+        with contextlib.suppress(IllegalTransition):
+            fail(job, reason="The job this undo was for no longer exists.")
+        return 0
+    try:
+        while True:
+            if _heartbeat(job_id) != JobState.RUNNING:
+                return worked
+            if deadline is not None and time.monotonic() >= deadline:
+                hand_over = True
+                return worked
+            batch = claim(job_id=job_id, batch_size=UNDO_BATCH, lease_seconds=lease_seconds())
+            if not batch:
+                complete_if_done(job)
+                return worked
+            for index, item in enumerate(batch):
+                if (
+                    index
+                    and index % UNDO_STATE_CHECK_EVERY == 0
+                    and _heartbeat(job_id, touch=False) != JobState.RUNNING
+                ):
+                    for rest in batch[index:]:
+                        release_item(item_id=rest.id, lease_token=rest.lease_token)
+                    return worked
+                finish_undo_item(item=item, job=job)
+                worked += 1
+                if on_item is not None:
+                    on_item()
+    finally:
         if hand_over and _heartbeat(job_id) == JobState.RUNNING:
             _dispatch(job)

@@ -4,6 +4,7 @@ import os
 from functools import partial
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
@@ -76,6 +77,13 @@ class MetadataRevisionQuerySet(models.QuerySet):
     def for_asset(self, asset_id: int) -> MetadataRevisionQuerySet:
         return self.filter(asset_id=asset_id).order_by("-number")
 
+    def history(self, asset_id: int) -> MetadataRevisionQuerySet:
+        """An asset's revisions, newest first, with what the history page names: who made
+        each, its job (and the job an undo undid) and the revision a restore took back."""
+        return self.for_asset(asset_id).select_related(
+            "actor", "job", "job__undo_of", "restored_from"
+        )
+
 
 class MetadataRevision(MetadataFields):
     """A full snapshot of an asset's metadata after one change. Append-only."""
@@ -104,6 +112,10 @@ class MetadataRevision(MetadataFields):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+    )
+    # A restore's source: the revision whose values it took back.
+    restored_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     provider = models.CharField(max_length=32, blank=True)
     model = models.CharField(max_length=100, blank=True)
@@ -188,6 +200,14 @@ class RegenerationJobQuerySet(models.QuerySet):
     def unfinished(self) -> RegenerationJobQuerySet:
         return self.filter(state__in=[JobState.QUEUED, JobState.RUNNING])
 
+    def undoable_since(self, cutoff) -> RegenerationJobQuerySet:
+        """Jobs that may still be undone: not finished, or finished after ``cutoff``.
+
+        Retention (revisions.prune) keeps every revision such a job wrote and the ones
+        they replaced, so its undo always finds the values from before it.
+        """
+        return self.filter(models.Q(finished_at__isnull=True) | models.Q(finished_at__gte=cutoff))
+
     def with_progress(self) -> RegenerationJobQuerySet:
         """Each job with item_total, item_done, item_succeeded and item_failed: one query
         for the rows whatever the number of items (the admin's list and the settings page)."""
@@ -232,6 +252,10 @@ class RegenerationJob(models.Model):
     error = models.TextField(blank=True, help_text="Why the job could not run at all.")
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    # An undo job's target: the job whose changes it takes back.
+    undo_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="undos"
     )
     # Touched by every runner while it works (and at enqueue): recover() gives a job with
     # work but a stale heartbeat a new runner.
@@ -287,6 +311,9 @@ class JobItem(models.Model):
     revision = models.ForeignKey(
         MetadataRevision, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # An undo item's fields that were changed again after the undone job: kept, unless
+    # the undo was told to override them (then they are listed and restored anyway).
+    conflicts = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = JobItemQuerySet.as_manager()
@@ -386,6 +413,21 @@ class Settings(models.Model):
     )
     tokens_per_minute = models.PositiveIntegerField(
         default=partial(_env_int, "MEDIAOPT_TOKENS_PER_MINUTE", 200_000)
+    )
+    revisions_keep = models.PositiveIntegerField(
+        "revisions kept per image",
+        default=partial(_env_int, "MEDIAOPT_REVISIONS_KEEP", 50),
+        validators=[MinValueValidator(1)],
+        help_text="Each image keeps at least its latest revisions, however old.",
+    )
+    revisions_keep_days = models.PositiveIntegerField(
+        "keep revisions for (days)",
+        default=partial(_env_int, "MEDIAOPT_REVISIONS_KEEP_DAYS", 90),
+        validators=[MinValueValidator(1)],
+        help_text=(
+            "Every revision younger than this is kept, and jobs finished within it can be "
+            "undone. Older ones beyond the count above are pruned daily."
+        ),
     )
     updated_at = models.DateTimeField(auto_now=True)
 

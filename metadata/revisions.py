@@ -9,16 +9,27 @@ and the credit capture), so none of them is durable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max, QuerySet
 from django.utils import timezone
 
 from mediaopt.models import MediaAsset
-from metadata.models import MetadataRevision, RegenerationJob, RevisionKind
+from metadata.models import (
+    MetadataFields,
+    MetadataRevision,
+    RegenerationJob,
+    RevisionKind,
+    Settings,
+)
 from metadata.schema import FIELDS, Source, source_field
 from metadata.strategies import FieldChange, Plan
+
+# What a revision records as changed, and what restore and undo can take back.
+UNDOABLE_FIELDS: tuple[str, ...] = (*FIELDS, "is_decorative")
 
 
 class StaleRevision(Exception):
@@ -33,6 +44,84 @@ class StaleRevision(Exception):
         self.current = current
 
 
+def _lock(asset_id: int, *, based_on_revision_id: int | None | object = ...) -> MediaAsset:
+    """The asset, row-locked for this transaction (with its current revision).
+
+    With ``based_on_revision_id``, raises StaleRevision if the asset moved on from it.
+    """
+    # The row lock serialises writers on PostgreSQL; SQLite's IMMEDIATE transactions
+    # already do. The conditional UPDATE in _commit is the guard on both.
+    asset = (
+        MediaAsset.objects.select_for_update(of=("self",))
+        .select_related("current_revision")
+        .get(pk=asset_id)
+    )
+    if based_on_revision_id is not ... and asset.current_revision_id != based_on_revision_id:
+        raise StaleRevision(
+            asset_id=asset_id,
+            expected=based_on_revision_id,  # type: ignore[arg-type]
+            current=asset.current_revision_id,
+        )
+    return asset
+
+
+def _commit(
+    asset: MediaAsset,
+    *,
+    changes: Mapping[str, FieldChange],
+    is_decorative: bool | None,
+    kind: str,
+    allow_empty: bool = False,
+    **revision_fields,
+) -> MetadataRevision | None:
+    """Write one revision on a locked asset (from _lock, in the caller's transaction)."""
+    based_on_revision_id = asset.current_revision_id
+    values = asset.values()
+    sources = asset.sources()
+    changed: list[str] = []
+    for name, change in changes.items():
+        if values[name] != change.value or sources[name] != change.source:
+            values[name] = change.value
+            sources[name] = change.source
+            changed.append(name)
+    new_decorative = asset.is_decorative if is_decorative is None else is_decorative
+    if new_decorative != asset.is_decorative:
+        changed.append("is_decorative")
+    if not changed and not allow_empty:
+        return None
+
+    # Revisions are append-only and each write makes the new one current, so the
+    # current revision has the highest number (under the lock, no one adds another).
+    if asset.current_revision is not None:
+        number = asset.current_revision.number + 1
+    else:
+        latest = MetadataRevision.objects.filter(asset_id=asset.pk).aggregate(n=Max("number"))
+        number = (latest["n"] or 0) + 1
+    revision = MetadataRevision.objects.create(
+        asset_id=asset.pk,
+        number=number,
+        kind=kind,
+        is_decorative=new_decorative,
+        changed_fields=[name for name in UNDOABLE_FIELDS if name in changed],
+        parent_id=based_on_revision_id,
+        **revision_fields,
+        **values,
+        **{source_field(name): sources[name] for name in FIELDS},
+    )
+    updated = MediaAsset.objects.filter(
+        pk=asset.pk, current_revision_id=based_on_revision_id
+    ).update(
+        current_revision=revision,
+        is_decorative=new_decorative,
+        updated_at=timezone.now(),
+        **values,
+        **{source_field(name): sources[name] for name in FIELDS},
+    )
+    if updated != 1:
+        raise StaleRevision(asset_id=asset.pk, expected=based_on_revision_id, current=None)
+    return revision
+
+
 def _write(
     *,
     asset_id: int,
@@ -40,77 +129,19 @@ def _write(
     changes: Mapping[str, FieldChange],
     is_decorative: bool | None,
     kind: str,
-    actor=None,
-    job: RegenerationJob | None = None,
-    provider: str = "",
-    model: str = "",
-    prompt_tokens: int = 0,
-    completion_tokens: int = 0,
     allow_empty: bool = False,
+    **revision_fields,
 ) -> MetadataRevision | None:
     with transaction.atomic():
-        # The row lock serialises writers on PostgreSQL; SQLite's IMMEDIATE transactions
-        # already do. The conditional UPDATE below is the guard on both.
-        asset = (
-            MediaAsset.objects.select_for_update(of=("self",))
-            .select_related("current_revision")
-            .get(pk=asset_id)
-        )
-        if asset.current_revision_id != based_on_revision_id:
-            raise StaleRevision(
-                asset_id=asset_id,
-                expected=based_on_revision_id,
-                current=asset.current_revision_id,
-            )
-        values = asset.values()
-        sources = asset.sources()
-        changed: list[str] = []
-        for name, change in changes.items():
-            if values[name] != change.value or sources[name] != change.source:
-                values[name] = change.value
-                sources[name] = change.source
-                changed.append(name)
-        new_decorative = asset.is_decorative if is_decorative is None else is_decorative
-        if new_decorative != asset.is_decorative:
-            changed.append("is_decorative")
-        if not changed and not allow_empty:
-            return None
-
-        # Revisions are append-only and each write makes the new one current, so the
-        # current revision has the highest number (under the lock, no one adds another).
-        if asset.current_revision is not None:
-            number = asset.current_revision.number + 1
-        else:
-            latest = MetadataRevision.objects.filter(asset_id=asset_id).aggregate(n=Max("number"))
-            number = (latest["n"] or 0) + 1
-        revision = MetadataRevision.objects.create(
-            asset_id=asset_id,
-            number=number,
+        asset = _lock(asset_id, based_on_revision_id=based_on_revision_id)
+        return _commit(
+            asset,
+            changes=changes,
+            is_decorative=is_decorative,
             kind=kind,
-            is_decorative=new_decorative,
-            changed_fields=[name for name in (*FIELDS, "is_decorative") if name in changed],
-            parent_id=based_on_revision_id,
-            job=job,
-            actor=actor,
-            provider=provider,
-            model=model,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            **values,
-            **{source_field(name): sources[name] for name in FIELDS},
+            allow_empty=allow_empty,
+            **revision_fields,
         )
-        updated = MediaAsset.objects.filter(
-            pk=asset_id, current_revision_id=based_on_revision_id
-        ).update(
-            current_revision=revision,
-            is_decorative=new_decorative,
-            updated_at=timezone.now(),
-            **values,
-            **{source_field(name): sources[name] for name in FIELDS},
-        )
-        if updated != 1:
-            raise StaleRevision(asset_id=asset_id, expected=based_on_revision_id, current=None)
-        return revision
 
 
 def record_import(
@@ -194,3 +225,267 @@ def apply_manual(
     if revision is not None:
         asset.refresh_from_db()
     return revision
+
+
+# -- restore -----------------------------------------------------------------------------
+
+
+def restore(
+    *,
+    revision: MetadataRevision,
+    fields: Iterable[str] | None = None,
+    actor=None,
+    based_on_revision_id: int | None,
+) -> MetadataRevision | None:
+    """Take back ``revision``'s values (all of them, or only ``fields``) as a new revision.
+
+    Each restored field takes back the source it had then (a restore is a kind of
+    revision, never a source). None when the image already has those values.
+    """
+    chosen = UNDOABLE_FIELDS if fields is None else tuple(fields)
+    unknown = set(chosen) - set(UNDOABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"Not a metadata field: {', '.join(sorted(unknown))}.")
+    changes = {
+        name: FieldChange(
+            value=getattr(revision, name), source=getattr(revision, source_field(name))
+        )
+        for name in FIELDS
+        if name in chosen
+    }
+    return _write(
+        asset_id=revision.asset_id,
+        based_on_revision_id=based_on_revision_id,
+        changes=changes,
+        is_decorative=revision.is_decorative if "is_decorative" in chosen else None,
+        kind=RevisionKind.RESTORE,
+        actor=actor,
+        restored_from=revision,
+    )
+
+
+# -- undo --------------------------------------------------------------------------------
+
+
+def field_state(snapshot: MetadataFields, name: str) -> tuple:
+    """What "the same" means for one field: its value and its source."""
+    if name == "is_decorative":
+        return (snapshot.is_decorative,)
+    return (getattr(snapshot, name), getattr(snapshot, source_field(name)))
+
+
+def empty_snapshot() -> MetadataFields:
+    """The metadata of an image before its first revision: nothing."""
+    return MetadataRevision()
+
+
+@dataclass(frozen=True)
+class UndoPlan:
+    """What undoing one job means for one image.
+
+    ``restore``: fields set back to their values from before the job. ``conflicts``:
+    fields changed again after the job; kept, unless the undo overrides them (then they
+    are in ``restore`` too).
+    """
+
+    asset_id: int
+    restore: tuple[str, ...]
+    conflicts: tuple[str, ...]
+    overridden: bool = False
+    # Set when the values from before the job are gone (pruned): nothing is restored.
+    unavailable: str = ""
+
+    @property
+    def kept(self) -> tuple[str, ...]:
+        return () if self.overridden else self.conflicts
+
+
+def plan_undo(
+    *,
+    asset_id: int,
+    before: MetadataFields,
+    after: MetadataFields,
+    current: MetadataFields,
+    override: bool = False,
+) -> UndoPlan:
+    """Per field: the job changed it (``before`` != ``after``); if the image still has the
+    job's value it goes back; if it has since changed it is a conflict; if it is already
+    back to ``before``, there is nothing to do."""
+    restore: list[str] = []
+    conflicts: list[str] = []
+    for name in UNDOABLE_FIELDS:
+        was, made, now = (field_state(s, name) for s in (before, after, current))
+        if was == made or now == was:
+            continue
+        if now != made:
+            conflicts.append(name)
+            if not override:
+                continue
+        restore.append(name)
+    return UndoPlan(
+        asset_id=asset_id,
+        restore=tuple(restore),
+        conflicts=tuple(conflicts),
+        overridden=override and bool(conflicts),
+    )
+
+
+def _before_and_after(
+    job_revisions: list[MetadataRevision],
+) -> tuple[MetadataFields | None, MetadataFields]:
+    """The values an image had before a job, and after it: the parent of the job's first
+    revision on the image (nothing before an import) and its last. None for "before" when
+    that parent was pruned."""
+    first, last = job_revisions[0], job_revisions[-1]
+    if first.parent_id is not None:
+        return first.parent, last
+    if first.number == 1:
+        return empty_snapshot(), last
+    return None, last
+
+
+PRUNED = "the values from before the job were pruned (older than the retention settings)"
+
+
+def undo_plans(
+    *,
+    job_id: int,
+    override: bool = False,
+    asset_ids: Iterable[int] | None = None,
+    chunk_size: int = 2000,
+) -> Iterator[UndoPlan]:
+    """What undoing job ``job_id`` would do, image by image, in asset order, without
+    writing: one streamed query (a dry run or a preview costs the same at 10 or 100,000
+    images). The image's current values are read with it, so a write must plan again
+    under the row lock (undo_asset does)."""
+    rows = (
+        MetadataRevision.objects.filter(job_id=job_id)
+        .select_related("parent", "asset")
+        .order_by("asset_id", "number")
+    )
+    if asset_ids is not None:
+        rows = rows.filter(asset_id__in=list(asset_ids))
+    group: list[MetadataRevision] = []
+    for revision in rows.iterator(chunk_size=chunk_size):
+        if group and group[0].asset_id != revision.asset_id:
+            yield _plan_for(group, current=group[-1].asset, override=override)
+            group = []
+        group.append(revision)
+    if group:
+        yield _plan_for(group, current=group[-1].asset, override=override)
+
+
+def _plan_for(
+    job_revisions: list[MetadataRevision], *, current: MetadataFields, override: bool
+) -> UndoPlan:
+    asset_id = job_revisions[0].asset_id
+    before, after = _before_and_after(job_revisions)
+    if before is None:
+        return UndoPlan(asset_id=asset_id, restore=(), conflicts=(), unavailable=PRUNED)
+    return plan_undo(
+        asset_id=asset_id, before=before, after=after, current=current, override=override
+    )
+
+
+@dataclass(frozen=True)
+class UndoOutcome:
+    plan: UndoPlan
+    revision: MetadataRevision | None
+
+
+def undo_asset(
+    *, asset_id: int, job: RegenerationJob, override: bool, actor=None, undo_job=None
+) -> UndoOutcome:
+    """Give one image its values from before ``job``, as one new revision (kind undo).
+
+    Planned under the image's row lock, against what it holds now: a field changed after
+    the job is kept (a conflict) unless ``override``. Never calls a provider, never costs
+    credits. Callers may wrap this in a larger transaction (a job item's finish).
+    """
+    with transaction.atomic():
+        asset = _lock(asset_id)
+        job_revisions = list(
+            MetadataRevision.objects.filter(job=job, asset_id=asset_id)
+            .select_related("parent")
+            .order_by("number")
+        )
+        if not job_revisions:
+            plan = UndoPlan(asset_id=asset_id, restore=(), conflicts=())
+            return UndoOutcome(plan=plan, revision=None)
+        plan = _plan_for(job_revisions, current=asset, override=override)
+        if not plan.restore:
+            return UndoOutcome(plan=plan, revision=None)
+        before, _ = _before_and_after(job_revisions)
+        assert before is not None
+        changes = {
+            name: FieldChange(
+                value=getattr(before, name), source=getattr(before, source_field(name))
+            )
+            for name in FIELDS
+            if name in plan.restore
+        }
+        revision = _commit(
+            asset,
+            changes=changes,
+            is_decorative=before.is_decorative if "is_decorative" in plan.restore else None,
+            kind=RevisionKind.UNDO,
+            actor=actor,
+            job=undo_job,
+        )
+        return UndoOutcome(plan=plan, revision=revision)
+
+
+# -- retention ---------------------------------------------------------------------------
+
+
+def prunable(*, keep: int, days: int, now: datetime | None = None) -> QuerySet:
+    """Revisions retention lets go: beyond an image's latest ``keep`` and older than
+    ``days``, never an image's current one, nor any that a job still undoable within
+    ``days`` wrote or replaced (its undo needs both)."""
+    if keep < 1 or days < 1:
+        raise ValueError("Retention keeps at least one revision for at least one day.")
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    undoable = RegenerationJob.objects.undoable_since(cutoff).values("pk")
+    return (
+        MetadataRevision.objects.filter(
+            created_at__lt=cutoff,
+            # The current revision has the asset's highest number (see _commit).
+            number__lte=F("asset__current_revision__number") - keep,
+        )
+        .exclude(pk=F("asset__current_revision_id"))
+        .exclude(job__in=undoable)
+        .exclude(
+            # NOT IN over a NULL would match nothing: only real parents.
+            pk__in=MetadataRevision.objects.filter(job__in=undoable, parent__isnull=False).values(
+                "parent_id"
+            )
+        )
+    )
+
+
+def prune(
+    *,
+    keep: int | None = None,
+    days: int | None = None,
+    now: datetime | None = None,
+    batch: int = 1000,
+) -> int:
+    """Delete what retention lets go, in batches (short transactions); how many went.
+
+    ``keep`` and ``days`` default to the settings page's values.
+    """
+    if keep is None or days is None:
+        row = Settings.objects.current()
+        keep = row.revisions_keep if keep is None else keep
+        days = row.revisions_keep_days if days is None else days
+    removed = 0
+    while True:
+        with transaction.atomic():
+            ids = list(prunable(keep=keep, days=days, now=now).values_list("pk", flat=True)[:batch])
+            if not ids:
+                return removed
+            removed += (
+                MetadataRevision.objects.filter(pk__in=ids)
+                .delete()[1]
+                .get(MetadataRevision._meta.label, 0)
+            )
