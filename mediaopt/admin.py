@@ -4,11 +4,14 @@ The admin is a thin shell: ingest.py brings files in, an upload job writes their
 (intake.py, on the interactive cluster), the Regenerate button starts a single job
 (single.py), and revisions.py is the only writer of an asset's metadata, so `save_model`
 never saves the asset itself. A job panel on the change page follows the image's active
-job over HTMX and swaps the new values in when it ends.
+job over HTMX and swaps the new values in when it ends. The metadata history page lists
+an image's revisions, compares two and restores one (revisions.restore); what it shows is
+worked out in metadata/history.py.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +21,8 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.core.paginator import Paginator
+from django.db.models import Exists, OuterRef, QuerySet
 from django.forms.utils import ErrorList
 from django.http import (
     Http404,
@@ -35,7 +39,7 @@ from django.utils.text import Truncator
 
 from mediaopt import images, ingest
 from mediaopt.models import MediaAsset
-from metadata import bulk, intake, revisions, single
+from metadata import bulk, history, intake, revisions, single
 from metadata.forms import BulkOptionsForm
 from metadata.models import (
     ACTIVE_ITEM_STATES,
@@ -144,10 +148,76 @@ class MissingAltTextFilter(admin.SimpleListFilter):
         return queryset
 
 
+class HasRevisionsFilter(admin.SimpleListFilter):
+    title = "has revisions"
+    parameter_name = "revised"
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> Sequence[tuple[str, str]]:
+        return (("yes", "Changed since import"), ("no", "Only the import"))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        # Revision 1 is the import and each change adds one to the current number.
+        if self.value() == "yes":
+            return queryset.filter(current_revision__number__gt=1)
+        if self.value() == "no":
+            return queryset.filter(current_revision__number=1)
+        return queryset
+
+
+# The largest id a database column holds: a bigger number in the URL names no job.
+MAX_ID = 2**63 - 1
+RECENT_JOBS = 10
+
+
+class ChangedByJobFilter(admin.SimpleListFilter):
+    """Images a job wrote a revision on. Offers the newest jobs that wrote any; any job
+    number typed into the URL (``?job=N``) works too, older ones included."""
+
+    title = "changed by job"
+    parameter_name = "job"
+
+    def job_id(self) -> int | None:
+        """The job number from the URL; None for anything but an integer (ignored)."""
+        value = self.value() or ""
+        return int(value) if re.fullmatch(r"-?[0-9]+", value) else None
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> Sequence[tuple[str, str]]:
+        # One query, whatever the number of jobs or images.
+        recent = (
+            RegenerationJob.objects.filter(
+                Exists(MetadataRevision.objects.filter(job=OuterRef("pk")))
+            )
+            .only("pk", "kind")
+            .order_by("-created_at", "-id")[:RECENT_JOBS]
+        )
+        choices = [(str(job.pk), f"#{job.pk} {job.get_kind_display().lower()}") for job in recent]
+        chosen = self.job_id()
+        if chosen is not None and str(chosen) not in {value for value, _ in choices}:
+            # A job from the URL that is not among the newest still shows as chosen.
+            choices.append((str(chosen), f"#{chosen}"))
+        return choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        job_id = self.job_id()
+        if job_id is None:
+            return queryset
+        if not 0 < job_id <= MAX_ID:
+            return queryset.none()
+        return queryset.filter(
+            Exists(MetadataRevision.objects.filter(asset=OuterRef("pk"), job_id=job_id))
+        )
+
+
 class RevisionInline(admin.TabularInline):
     """The asset's history, newest first. Read-only: revisions are append-only."""
 
     model = MetadataRevision
+    # The tabular inline, then a link to the full history (compare, restore).
+    template = "admin/mediaopt/mediaasset/history_inline.html"
     fk_name = "asset"
     verbose_name = "revision"
     verbose_name_plural = "history"
@@ -203,7 +273,13 @@ class MediaAssetAdmin(admin.ModelAdmin):
         "created_at",
     )
     list_display_links = ("thumbnail_display", "original_name")
-    list_filter = (MissingAltTextFilter, "alt_text_source", "is_decorative")
+    list_filter = (
+        MissingAltTextFilter,
+        "alt_text_source",
+        "is_decorative",
+        HasRevisionsFilter,
+        ChangedByJobFilter,
+    )
     search_fields = ("original_name", "alt_text", "title", "caption", "keywords")
     # A COUNT(*) over a large library on every page view costs more than it tells.
     show_full_result_count = False
@@ -407,6 +483,21 @@ class MediaAssetAdmin(admin.ModelAdmin):
                 "<path:object_id>/regenerate/",
                 self.admin_site.admin_view(self.regenerate_view),
                 name="{}_{}_regenerate".format(*info),
+            ),
+            path(
+                "<path:object_id>/metadata-history/",
+                self.admin_site.admin_view(self.metadata_history_view),
+                name="{}_{}_metadata_history".format(*info),
+            ),
+            path(
+                "<path:object_id>/metadata-history/compare/",
+                self.admin_site.admin_view(self.metadata_compare_view),
+                name="{}_{}_metadata_compare".format(*info),
+            ),
+            path(
+                "<path:object_id>/metadata-history/<int:revision_id>/restore/",
+                self.admin_site.admin_view(self.metadata_restore_view),
+                name="{}_{}_metadata_restore".format(*info),
             ),
             path(
                 "<path:object_id>/job-panel/",
@@ -739,6 +830,176 @@ class MediaAssetAdmin(admin.ModelAdmin):
             inlines.append(inline)
         return self.get_inline_formsets(request, formsets, inlines, asset)
 
+    # --- metadata history, compare, restore ---------------------------------------------
+    # Read with view permission; restore (a new revision, revisions.restore) needs change
+    # permission on the image. Every page costs the same few queries however long the
+    # history: one page of revisions with the rows they name (history()).
+
+    history_template = "admin/mediaopt/mediaasset/history.html"
+    compare_template = "admin/mediaopt/mediaasset/history_compare.html"
+    restore_template = "admin/mediaopt/mediaasset/restore.html"
+    history_per_page = 20
+
+    def history_asset(self, request: HttpRequest, object_id: str) -> MediaAsset:
+        """The image whose history is asked for: 403 without view permission, 404 if none."""
+        asset = self.get_object(request, unquote(object_id))
+        if not self.has_view_permission(request, asset):
+            raise PermissionDenied
+        if asset is None:
+            raise Http404("No such image.")
+        return asset
+
+    def history_revision(self, asset: MediaAsset, raw_id: Any) -> MetadataRevision:
+        """One of ``asset``'s revisions by id; 404 for anything else (another image's)."""
+        revision_id = _int_or_none(raw_id)
+        revision = (
+            MetadataRevision.objects.history(asset.pk).filter(pk=revision_id).first()
+            if revision_id is not None and 0 < revision_id <= MAX_ID
+            else None
+        )
+        if revision is None:
+            raise Http404("No such revision of this image.")
+        return revision
+
+    def history_context(
+        self, request: HttpRequest, asset: MediaAsset, *, title: str, **extra: Any
+    ) -> dict[str, Any]:
+        request.current_app = self.admin_site.name
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "title": title,
+            "subtitle": str(asset),
+            "original": asset,
+            "has_view_permission": self.has_view_permission(request, asset),
+            "can_restore": self.has_change_permission(request, asset),
+            "change_url": self.asset_url("change", asset.pk),
+            "history_url": self.asset_url("metadata_history", asset.pk),
+            "compare_url": self.asset_url("metadata_compare", asset.pk),
+            **extra,
+        }
+
+    def metadata_history_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The image's revisions, newest first, each beside the current values."""
+        asset = self.history_asset(request, object_id)
+        paginator = Paginator(MetadataRevision.objects.history(asset.pk), self.history_per_page)
+        page = paginator.get_page(request.GET.get("page"))
+        entries = history.history_entries(
+            page.object_list, current=asset, current_revision_id=asset.current_revision_id
+        )
+        # Preselected for "Compare selected revisions": the newest older revision on the
+        # page against the current values.
+        default_from = next((e.revision.pk for e in entries if not e.is_current), None)
+        context = self.history_context(
+            request,
+            asset,
+            title="Metadata history",
+            page=page,
+            entries=entries,
+            default_from=default_from,
+        )
+        return TemplateResponse(request, self.history_template, context)
+
+    def metadata_compare_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Two revisions (or one and the current values) side by side: ?from=ID&to=ID|current."""
+        asset = self.history_asset(request, object_id)
+        old = self.history_revision(asset, request.GET.get("from"))
+        raw_to = request.GET.get("to") or CURRENT
+        new: MetadataRevision | None = (
+            None if raw_to == CURRENT else self.history_revision(asset, raw_to)
+        )
+        rows = history.field_rows(old, asset if new is None else new)
+        context = self.history_context(
+            request,
+            asset,
+            title="Compare metadata revisions",
+            old=old,
+            old_kind=history.kind_label(old),
+            new=new,
+            new_kind=history.kind_label(new) if new is not None else "",
+            rows=rows,
+            differences=sum(row.differs for row in rows),
+        )
+        return TemplateResponse(request, self.compare_template, context)
+
+    def metadata_restore_view(
+        self, request: HttpRequest, object_id: str, revision_id: int
+    ) -> HttpResponse:
+        """GET: what restoring would change, a box per field. POST: revisions.restore."""
+        asset = self.get_object(request, unquote(object_id))
+        if not self.has_change_permission(request, asset):
+            raise PermissionDenied
+        if asset is None:
+            raise Http404("No such image.")
+        revision = self.history_revision(asset, revision_id)
+        if request.method != "POST":
+            return self.restore_confirmation(request, asset, revision)
+
+        chosen = [
+            name for name in request.POST.getlist("fields") if name in revisions.UNDOABLE_FIELDS
+        ]
+        if not chosen:
+            self.message_user(request, "Choose at least one field to restore.", messages.WARNING)
+            return HttpResponseRedirect(request.path)
+        try:
+            restored = revisions.restore(
+                revision=revision,
+                fields=chosen,
+                actor=request.user,
+                based_on_revision_id=_int_or_none(request.POST.get("based_on_revision")),
+            )
+        except revisions.StaleRevision:
+            # Shown again with the values the image has now, the person's choice kept.
+            asset.refresh_from_db()
+            self.message_user(
+                request,
+                f"This image's metadata changed since you opened it (now revision "
+                f"{revision_number(asset.current_revision_id)}). Nothing was restored; "
+                "check the values below and restore again.",
+                messages.ERROR,
+            )
+            return self.restore_confirmation(request, asset, revision, chosen=chosen)
+        if restored is None:
+            self.message_user(
+                request,
+                "Nothing restored: the image already has those values.",
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(request.path)
+        count = len(restored.changed_fields)
+        self.message_user(
+            request,
+            f"Restored {count} field{'' if count == 1 else 's'} from revision "
+            f"{revision.number} as revision {restored.number}.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(self.asset_url("metadata_history", asset.pk))
+
+    def restore_confirmation(
+        self,
+        request: HttpRequest,
+        asset: MediaAsset,
+        revision: MetadataRevision,
+        *,
+        chosen: Sequence[str] | None = None,
+    ) -> HttpResponse:
+        # Old on the left is what the image has now, new is what it would get back.
+        rows = history.field_rows(asset, revision)
+        context = self.history_context(
+            request,
+            asset,
+            title=f"Restore revision {revision.number}?",
+            step=f"Restore revision {revision.number}",
+            revision=revision,
+            kind=history.kind_label(revision),
+            rows=rows,
+            chosen=revisions.UNDOABLE_FIELDS if chosen is None else tuple(chosen),
+            restorable=any(row.differs for row in rows),
+            based_on_revision=asset.current_revision_id,
+        )
+        return TemplateResponse(request, self.restore_template, context)
+
 
 def upload_summary(
     outcomes: Sequence[ingest.ImportOutcome], *, job_id: int | None = None
@@ -781,6 +1042,8 @@ PANEL_UPDATE_TEMPLATE = "admin/mediaopt/mediaasset/job_panel_update.html"
 CONFIRM_TEMPLATE = "admin/mediaopt/mediaasset/regenerate_confirmation.html"
 # htmx stops a poll when the answer is 286 (and still swaps its content).
 STOP_POLLING = 286
+# Compare's "to" for the image's values now rather than a revision.
+CURRENT = "current"
 
 
 def job_link(job: RegenerationJob) -> str:
@@ -816,6 +1079,13 @@ def confirmation_message(result: bulk.Confirmation) -> tuple[str, int]:
             result.job.options["pause_after"],
         )
     return text, messages.SUCCESS
+
+
+def _int_or_none(raw: Any) -> int | None:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return None
 
 
 def _asset_id(object_id: str) -> int | None:

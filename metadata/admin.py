@@ -19,10 +19,13 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 from django_htmx.http import HttpResponseClientRedirect
 
-from metadata import jobs
+from mediaopt.models import MediaAsset
+from metadata import jobs, undo
 from metadata.models import (
+    JobKind,
     JobState,
     MetadataRevision,
     RegenerationJob,
@@ -53,6 +56,8 @@ class SettingsForm(forms.ModelForm):
             "detail",
             "requests_per_minute",
             "tokens_per_minute",
+            "revisions_keep",
+            "revisions_keep_days",
         ]
 
     def clean_default_fields(self) -> list[str]:
@@ -82,6 +87,7 @@ class SettingsAdmin(admin.ModelAdmin):
         ),
         ("Model", {"fields": ("model", "detail")}),
         ("Rate limits", {"fields": ("requests_per_minute", "tokens_per_minute")}),
+        ("History", {"fields": ("revisions_keep", "revisions_keep_days")}),
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -224,28 +230,59 @@ class MetadataRevisionAdmin(admin.ModelAdmin):
 
 # Creating and controlling jobs; seeing them needs only the model's view permission.
 RUN_PERMISSION = "metadata.run_regeneration"
+# Undoing a job changes images' metadata: whoever may edit metadata may undo, no one else.
+UNDO_PERMISSION = "mediaopt.change_mediaasset"
 # htmx stops a poll when the answer is 286 (and still swaps its content).
 STOP_POLLING = 286
 JOB_PANEL_TEMPLATE = "admin/metadata/regenerationjob/job_panel.html"
 JOB_PROGRESS_TEMPLATE = "admin/metadata/regenerationjob/job_progress.html"
 JOB_CANCEL_TEMPLATE = "admin/metadata/regenerationjob/cancel_confirmation.html"
+JOB_UNDO_TEMPLATE = "admin/metadata/regenerationjob/undo_confirmation.html"
 SETTINGS_JOBS_TEMPLATE = "admin/metadata/settings/jobs.html"
 RECENT_JOBS = 10
 MOVING_JOB_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
+# What an undo names: the five fields, and the decorative flag it also takes back.
+UNDO_FIELD_LABELS = {**LABELS, "is_decorative": "Decorative"}
+
+
+def field_labels(names: list[str] | tuple[str, ...]) -> list[str]:
+    return [UNDO_FIELD_LABELS.get(name, name) for name in names]
 
 
 @admin.register(RegenerationJob)
 class RegenerationJobAdmin(admin.ModelAdmin):
     """Jobs are created by their features and moved only by jobs.py: the list shows them,
-    a job's page is its progress and its controls (pause, resume, cancel, retry failed)."""
+    a job's page is its progress and its controls (pause, resume, cancel, retry failed,
+    undo)."""
 
-    list_display = ("id", "kind", "state", "progress_display", "created_by", "created_at")
+    list_display = (
+        "id",
+        "kind",
+        "of_job_display",
+        "state",
+        "progress_display",
+        "created_by",
+        "created_at",
+    )
     list_display_links = ("id", "kind")
     list_filter = ("state", "kind")
     list_select_related = ("created_by",)
     show_full_result_count = False
     fieldsets = (
-        (None, {"fields": ("kind", "state", "queue", "created_by", "account", "retry_of")}),
+        (
+            None,
+            {
+                "fields": (
+                    "kind",
+                    "state",
+                    "queue",
+                    "created_by",
+                    "account",
+                    "retry_of",
+                    "undo_of",
+                )
+            },
+        ),
         ("What", {"fields": ("scope", "options")}),
         ("When", {"fields": ("created_at", "started_at", "finished_at")}),
         ("Why it stopped", {"fields": ("pause_reason", "error")}),
@@ -257,6 +294,14 @@ class RegenerationJobAdmin(admin.ModelAdmin):
     @admin.display(description="progress")
     def progress_display(self, job: RegenerationJob) -> str:
         return f"{job.item_done}/{job.item_total}"
+
+    @admin.display(description="of job")
+    def of_job_display(self, job: RegenerationJob) -> str | None:
+        """The job an undo or a retry is about (its id is on the row: no query)."""
+        target = job.undo_of_id or job.retry_of_id
+        if target is None:
+            return None
+        return format_html('<a href="{}">#{}</a>', self.job_url("change", target), target)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -271,6 +316,9 @@ class RegenerationJobAdmin(admin.ModelAdmin):
     def may_run(self, request: HttpRequest) -> bool:
         return request.user.has_perm(RUN_PERMISSION)
 
+    def may_undo(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(UNDO_PERMISSION)
+
     # --- the job's page -----------------------------------------------------------------
 
     def get_urls(self) -> list[URLPattern]:
@@ -280,6 +328,7 @@ class RegenerationJobAdmin(admin.ModelAdmin):
             "resume": self.resume_view,
             "cancel": self.cancel_view,
             "retry_failed": self.retry_failed_view,
+            "undo": self.undo_view,
         }
         # Before super()'s: its "<path:object_id>/" would swallow "5/pause/".
         return [
@@ -298,9 +347,18 @@ class RegenerationJobAdmin(admin.ModelAdmin):
         return reverse(f"{self.admin_site.name}:{self.url_name(view)}", args=[job_id])
 
     def panel_context(
-        self, request: HttpRequest, job: RegenerationJob, *, notice: dict | None = None
+        self,
+        request: HttpRequest,
+        job: RegenerationJob,
+        *,
+        notice: dict | None = None,
+        with_controls: bool = True,
     ) -> dict[str, Any]:
-        """What the job's panel shows: the summary, and the controls its state allows."""
+        """What the job's panel shows: the summary, and the controls its state allows.
+
+        ``with_controls=False`` (a poll whose state has not changed) leaves out what only
+        the controls show, so each poll costs the same few queries.
+        """
         summary = jobs.job_summary(job)
         state = job.state
         may_run = self.may_run(request)
@@ -316,8 +374,72 @@ class RegenerationJobAdmin(admin.ModelAdmin):
                 "pause": may_run and state in {JobState.QUEUED, JobState.RUNNING},
                 "resume": may_run and state == JobState.PAUSED,
                 "cancel": may_run and state not in jobs.FINAL_JOB_STATES,
-                "retry_failed": may_run and summary.final and summary.progress.failed > 0,
+                # An undo's failures are undone by undoing its job again (jobs.retry_failed).
+                "retry_failed": may_run
+                and summary.final
+                and summary.progress.failed > 0
+                and job.kind != JobKind.UNDO,
             },
+            "undo": self.undo_control(request, job) if with_controls else None,
+            "changed": self.changed_images(request, job) if with_controls else None,
+            "undo_of_url": self.job_url("change", job.undo_of_id) if job.undo_of_id else "",
+            "undo_result": (
+                self.undo_result_context(job)
+                if job.kind == JobKind.UNDO and summary.final
+                else None
+            ),
+        }
+
+    def undo_control(self, request: HttpRequest, job: RegenerationJob) -> dict[str, Any] | None:
+        """The Undo button, or why there is none; nothing for those who may not undo, nor
+        for a draft (a selection nobody confirmed)."""
+        if not self.may_undo(request) or job.state == JobState.DRAFT:
+            return None
+        return {
+            "url": self.job_url("undo", job.pk),
+            "label": "Undo this undo…" if job.kind == JobKind.UNDO else "Undo this job…",
+            "refusal": undo.refusal(job),
+        }
+
+    def changed_images(self, request: HttpRequest, job: RegenerationJob) -> dict[str, Any] | None:
+        """The media library filtered to the images the job wrote a revision on."""
+        opts = MediaAsset._meta
+        may_see = request.user.has_perm(
+            f"{opts.app_label}.view_{opts.model_name}"
+        ) or request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+        if not may_see:
+            return None
+        count = undo.changed_assets(job).count()
+        if not count:
+            return None
+        changelist = reverse(
+            f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_changelist"
+        )
+        return {"count": count, "url": f"{changelist}?job={job.pk}"}
+
+    def asset_url(self, asset_id: int) -> str:
+        opts = MediaAsset._meta
+        return reverse(
+            f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_change", args=[asset_id]
+        )
+
+    def undo_result_context(self, job: RegenerationJob) -> dict[str, Any]:
+        """What a finished undo did: images restored, and those where values changed after
+        the undone job were kept (or, with override, replaced anyway)."""
+        outcome = undo.result(job)
+        return {
+            "restored": outcome.restored,
+            "override": bool((job.options or {}).get("override")),
+            "rows": [
+                {
+                    "name": item.asset.original_name,
+                    "url": self.asset_url(item.asset_id),
+                    "fields": field_labels(item.conflicts),
+                }
+                for item in outcome.kept
+            ],
+            "total": outcome.kept_total,
+            "more": outcome.kept_total - len(outcome.kept),
         }
 
     def _job(self, request: HttpRequest, object_id: str) -> RegenerationJob:
@@ -349,8 +471,9 @@ class RegenerationJobAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         job = self._job(request, object_id)
-        context = self.panel_context(request, job)
-        context["controls_changed"] = request.GET.get("shown") != job.state
+        controls_changed = request.GET.get("shown") != job.state
+        context = self.panel_context(request, job, with_controls=controls_changed)
+        context["controls_changed"] = controls_changed
         response = TemplateResponse(request, JOB_PROGRESS_TEMPLATE, context)
         if context["summary"].final:
             response.status_code = STOP_POLLING
@@ -453,3 +576,99 @@ class RegenerationJobAdmin(admin.ModelAdmin):
         if request.htmx:
             return HttpResponseClientRedirect(target)
         return HttpResponseRedirect(target)
+
+    # --- undo ---------------------------------------------------------------------------
+
+    def undo_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """GET: what undoing the job would do (undo.preview), to confirm. POST: the undo
+        job (undo.start), then its page. Only for those who may change images' metadata."""
+        if request.method not in ("GET", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
+        if not (self.has_view_permission(request) and self.may_undo(request)):
+            raise PermissionDenied
+        job = self._job(request, object_id)
+        if request.method == "POST":
+            return self.undo_confirmed(request, job)
+        reason = undo.refusal(job)
+        if reason:
+            self.message_user(request, reason, messages.WARNING)
+            return HttpResponseRedirect(self.job_url("change", job.pk))
+        return self.undo_confirmation(request, job)
+
+    def latest_undo(self, job: RegenerationJob) -> RegenerationJob | None:
+        return (
+            RegenerationJob.objects.filter(undo_of=job, kind=JobKind.UNDO).order_by("-id").first()
+        )
+
+    def undo_confirmation(self, request: HttpRequest, job: RegenerationJob) -> HttpResponse:
+        preview = undo.preview(job)
+        names = dict(
+            MediaAsset.objects.filter(
+                pk__in=[plan.asset_id for plan in preview.sample]
+            ).values_list("pk", "original_name")
+        )
+        rows = [
+            {
+                "name": names.get(plan.asset_id, f"Image {plan.asset_id}"),
+                "url": self.asset_url(plan.asset_id),
+                "restore": field_labels(plan.restore),
+                "conflicts": field_labels(plan.conflicts),
+                "unavailable": plan.unavailable,
+            }
+            for plan in preview.sample
+        ]
+        latest = self.latest_undo(job)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "title": f"Undo job #{job.pk}?",
+            "original": job,
+            "preview": preview,
+            "rows": rows,
+            "rows_not_shown": preview.changed_since - len(rows),
+            # The latest undo of this job when the page was shown: a second POST of the
+            # same page finds a newer one and makes nothing (confirming twice, one undo).
+            "seen_undo": latest.pk if latest is not None else "",
+            "undo_url": self.job_url("undo", job.pk),
+            "change_url": self.job_url("change", job.pk),
+            "has_view_permission": True,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, JOB_UNDO_TEMPLATE, context)
+
+    def undo_confirmed(self, request: HttpRequest, job: RegenerationJob) -> HttpResponse:
+        latest = self.latest_undo(job)
+        if latest is not None and str(latest.pk) != request.POST.get("seen_undo", ""):
+            message = format_html("This undo was already confirmed: {}.", self.job_link(latest))
+            self.message_user(request, message, messages.INFO)
+            return HttpResponseRedirect(self.job_url("change", latest.pk))
+        try:
+            started = undo.start(
+                job=job, actor=request.user, override=request.POST.get("override") == "on"
+            )
+        except undo.CannotUndo as error:
+            self.message_user(request, str(error), messages.WARNING)
+            return HttpResponseRedirect(self.job_url("change", job.pk))
+        count = started.job.items.count()
+        message = format_html(
+            "Undoing job #{} on {} image{} — {}. It costs no credits.",
+            job.pk,
+            f"{count:,}",
+            "" if count == 1 else "s",
+            self.job_link(started.job),
+        )
+        if started.busy_count:
+            message = format_html(
+                "{} {} already being worked on by another job {} left out: undo job #{} "
+                "again once that job has finished to reach them.",
+                message,
+                f"{started.busy_count:,}",
+                "was" if started.busy_count == 1 else "were",
+                job.pk,
+            )
+        self.message_user(request, message, messages.SUCCESS)
+        return HttpResponseRedirect(self.job_url("change", started.job.pk))
+
+    def job_link(self, job: RegenerationJob) -> str:
+        return format_html('<a href="{}">job #{}</a>', self.job_url("change", job.pk), job.pk)

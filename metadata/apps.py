@@ -2,6 +2,7 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 RECOVER_SCHEDULE = "mediaopt.recover"
+PRUNE_SCHEDULE = "mediaopt.prune_revisions"
 
 
 def create_recover_schedule(*, using: str = "default", **kwargs) -> None:
@@ -26,10 +27,27 @@ def create_recover_schedule(*, using: str = "default", **kwargs) -> None:
     )
 
 
+def create_prune_schedule(*, using: str = "default", **kwargs) -> None:
+    """The daily revisions.prune() schedule (retention from the settings page), created
+    or corrected after each migrate, like the recover schedule."""
+    from django_q.models import Schedule
+
+    Schedule.objects.using(using).update_or_create(
+        name=PRUNE_SCHEDULE,
+        defaults={
+            "func": "metadata.tasks.prune_revisions",
+            "schedule_type": Schedule.DAILY,
+            "repeats": -1,
+            "cluster": "bulk",
+        },
+    )
+
+
 class MetadataConfig(AppConfig):
     name = "metadata"
     verbose_name = "Metadata"
 
     def ready(self) -> None:
-        # After django_q's own migrations exist; sender=self runs it once per migrate.
+        # After django_q's own migrations exist; sender=self runs each once per migrate.
         post_migrate.connect(create_recover_schedule, sender=self, dispatch_uid=RECOVER_SCHEDULE)
+        post_migrate.connect(create_prune_schedule, sender=self, dispatch_uid=PRUNE_SCHEDULE)

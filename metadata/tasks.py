@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from metadata import jobs
+import logging
+
+from metadata import jobs, revisions
+
+logger = logging.getLogger(__name__)
 
 
 def run_job(job_id: int) -> None:
@@ -11,3 +15,9 @@ def run_job(job_id: int) -> None:
 
 def recover() -> None:
     jobs.recover()
+
+
+def prune_revisions() -> int:
+    removed = revisions.prune()
+    logger.info("prune_revisions: %s revision(s) removed", removed)
+    return removed

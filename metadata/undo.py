@@ -118,8 +118,13 @@ class UndoStart:
     busy_count: int  # images left out: another job holds them
 
 
-def start(*, job: RegenerationJob, actor=None, override: bool = False) -> UndoStart:
+def start(
+    *, job: RegenerationJob, actor=None, override: bool = False, queue_it: bool = True
+) -> UndoStart:
     """Create and queue the ``undo`` job for ``job``. Raises CannotUndo with the reason.
+
+    With ``queue_it`` False the undo job stays a draft, for jobs.run_inline (a command's
+    ``--inline``).
 
     One INSERT ... SELECT makes the items whatever the job's size. Images busy in another
     job are left out (and counted); undoing the job again later reaches them, since images
@@ -150,7 +155,8 @@ def start(*, job: RegenerationJob, actor=None, override: bool = False) -> UndoSt
                 reason = f"Every image job #{job.pk} changed is being worked on by another job."
             # Leaving the block by an exception rolls the empty draft back.
             raise CannotUndo(reason)
-        jobs.enqueue(undo)
+        if queue_it:
+            jobs.enqueue(undo)
     return UndoStart(job=undo, busy_count=total - added)
 
 
@@ -163,10 +169,12 @@ class UndoResult:
     kept_total: int
 
 
-def result(undo_job: RegenerationJob, *, limit: int = SAMPLE) -> UndoResult:
+def result(undo_job: RegenerationJob, *, limit: int | None = SAMPLE) -> UndoResult:
+    """Counts, and the first ``limit`` images with conflicts (all of them for None)."""
     items = JobItem.objects.filter(job=undo_job)
     restored = items.filter(state=ItemState.SUCCEEDED, revision__isnull=False).count()
     with_conflicts = items.exclude(conflicts=[]).select_related("asset").order_by("id")
-    kept = list(with_conflicts[:limit])
-    kept_total = len(kept) if len(kept) < limit else with_conflicts.count()
+    kept = list(with_conflicts if limit is None else with_conflicts[:limit])
+    complete = limit is None or len(kept) < limit
+    kept_total = len(kept) if complete else with_conflicts.count()
     return UndoResult(restored=restored, kept=kept, kept_total=kept_total)

@@ -130,9 +130,10 @@ def test_changelist_queries_do_not_grow_with_the_library(admin_client):
 def test_a_filtered_changelist_skips_the_full_count(admin_client, django_assert_max_num_queries):
     for index in range(20):
         add_asset(f"img-{index}.jpg", width=20 + index)
-    # Session, user, the filtered count for the paginator, the page of rows. No second
-    # COUNT(*) over the whole library (show_full_result_count), no query per row.
-    with django_assert_max_num_queries(4):
+    # Session, user, the "changed by job" filter's recent jobs, the filtered count for the
+    # paginator, the page of rows. No second COUNT(*) over the whole library
+    # (show_full_result_count), no query per row.
+    with django_assert_max_num_queries(5):
         response = admin_client.get(f"{CHANGELIST}?alt_text_missing=yes")
     assert len(response.context["cl"].result_list) == 20
 
@@ -330,6 +331,8 @@ def test_settings_page_saves_fields_as_checkboxes(admin_client):
         "detail": row.detail,
         "requests_per_minute": 100,
         "tokens_per_minute": 50_000,
+        "revisions_keep": 20,
+        "revisions_keep_days": 30,
     }
 
     response = admin_client.post(url, data, follow=True)
@@ -340,6 +343,7 @@ def test_settings_page_saves_fields_as_checkboxes(admin_client):
     assert row.language == "de" and row.heuristic_fallback is False
     assert row.default_fields == ["alt_text", "title"]
     assert row.requests_per_minute == 100
+    assert (row.revisions_keep, row.revisions_keep_days) == (20, 30)
 
 
 def test_revisions_are_a_read_only_log(admin_client):

@@ -173,10 +173,6 @@ def test_two_clusters_on_one_job_never_claim_an_image_twice(start_cluster, fake_
     for cluster in (bulk, interactive):
         worked = re.findall(rf"job {job.pk}: this runner worked (\d+) item", cluster.output())
         assert sum(map(int, worked)) > 0, cluster.output()
-    # Both clusters really worked the job (else nothing raced).
-    for cluster in (bulk, interactive):
-        worked = re.findall(rf"job {job.pk}: this runner worked (\d+) item", cluster.output())
-        assert sum(map(int, worked)) > 0, cluster.output()
 
 
 @pytest.mark.timeout(120)

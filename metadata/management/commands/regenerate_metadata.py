@@ -37,35 +37,16 @@ from metadata.models import (
 )
 from metadata.schema import FIELDS
 
-EXIT_OK = 0
-EXIT_FAILURES = 2
-EXIT_STOPPED = 3
+EXIT_OK = terminal.EXIT_OK
+EXIT_FAILURES = terminal.EXIT_FAILURES
+EXIT_STOPPED = terminal.EXIT_STOPPED
 POLL_SECONDS = terminal.POLL_SECONDS
 MISSING_CHOICES = ("alt_text",)
-
-
-def exit_status(summary: jobs.Summary) -> int:
-    state = summary.job.state
-    if state in {JobState.PAUSED, JobState.CANCELLED}:
-        return EXIT_STOPPED
-    if state == JobState.FAILED or summary.progress.failed:
-        return EXIT_FAILURES
-    return EXIT_OK
+exit_status = terminal.exit_status
 
 
 def summary_dict(summary: jobs.Summary) -> dict[str, Any]:
-    progress = summary.progress
-    return {
-        "job": summary.job.pk,
-        "state": summary.job.state,
-        "pause_reason": summary.job.pause_reason,
-        **progress.counts(),
-        "credits_spent": summary.credits_spent,
-        "failures": [
-            {"id": failure.asset_id, "name": failure.name, "reason": failure.reason}
-            for failure in summary.failures
-        ],
-    }
+    return {**terminal.summary_dict(summary), "credits_spent": summary.credits_spent}
 
 
 def _field_list(raw: str) -> tuple[str, ...]:
