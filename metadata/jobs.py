@@ -29,7 +29,7 @@ from typing import Literal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Min, Q, QuerySet, Sum
+from django.db.models import Count, F, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from billing import gate, ledger
@@ -43,6 +43,7 @@ from metadata.models import (
     JobKind,
     JobQueue,
     JobState,
+    MetadataRevision,
     RegenerationJob,
     Settings,
 )
@@ -1245,55 +1246,82 @@ def _work(run: _Run, *, deadline: float | None, on_item: Callable[[], None] | No
 
 # -- undo --------------------------------------------------------------------------------
 
-# Undo items are local work (a few queries each, no provider): large claims, and the
-# job's state re-read every few items so pause and cancel still stop it within a second.
+# Undo items are local work (a few queries per batch, one UPDATE per image, no provider):
+# large claims, written in chunks of one transaction each, the job's state re-read before
+# each chunk so pause and cancel still stop it within a fraction of a second.
 UNDO_BATCH = 100
-UNDO_STATE_CHECK_EVERY = 20
+UNDO_CHUNK = 25
 
 
-def finish_undo_item(*, item: ClaimedItem, job: RegenerationJob) -> bool:
-    """Undo ``job.undo_of`` on one image under the lease: the undo revision and the item's
-    state, conflicts and result together. False if the lease was lost."""
+def finish_undo_items(*, items: list[ClaimedItem], job: RegenerationJob) -> int:
+    """Undo ``job.undo_of`` on these items' images under their leases, in one transaction:
+    the undo revisions and each item's state, conflicts and result together. Items whose
+    lease was lost write nothing. Returns how many were finished."""
     target = job.undo_of
     assert target is not None
     override = bool((job.options or {}).get("override"))
+    if not items:
+        return 0
     with transaction.atomic():
         now = timezone.now()
-        if not _held(item.id, item.lease_token).update(
-            state=ItemState.SUCCEEDED, lease_token=None, lease_expires_at=None, updated_at=now
-        ):
-            _lease_lost(item.id)
-            return False
-        outcome = revisions.undo_asset(
-            asset_id=item.asset_id,
+        ours = Q()
+        for item in items:
+            ours |= Q(pk=item.id, lease_token=item.lease_token)
+        held = JobItem.objects.filter(ours, state=ItemState.CLAIMED)
+        if connection.features.has_select_for_update:
+            # Locked, so recover() cannot take one back until this batch is written.
+            held = held.select_for_update()
+        held_ids = set(held.values_list("pk", flat=True))
+        for item in items:
+            if item.id not in held_ids:
+                _lease_lost(item.id)
+        mine = [item for item in items if item.id in held_ids]
+        outcomes = revisions.undo_assets(
+            asset_ids=[item.asset_id for item in mine],
             job=target,
             override=override,
             actor=job.created_by,
             undo_job=job,
         )
-        plan = outcome.plan
-        if outcome.revision is not None:
-            state, error = ItemState.SUCCEEDED, ""
-        elif plan.unavailable:
-            state, error = ItemState.SKIPPED, plan.unavailable
-        elif plan.kept:
-            state, error = ItemState.SKIPPED, "every field the job changed was changed again since"
-        else:
-            state, error = ItemState.SKIPPED, f"already has its values from before job #{target.pk}"
-        JobItem.objects.filter(pk=item.id).update(
-            state=state,
-            error=error,
-            revision=outcome.revision,
-            conflicts=list(plan.conflicts),
-            updated_at=now,
-        )
-    return True
+        # Items grouped by what they say: one UPDATE per group (a handful per chunk), each
+        # item's own revision found by a subquery (an undo job writes one per image).
+        groups: dict[tuple[str, str, tuple[str, ...]], list[int]] = {}
+        for item in mine:
+            outcome = outcomes[item.asset_id]
+            plan = outcome.plan
+            if outcome.revision is not None:
+                state, error = ItemState.SUCCEEDED, ""
+            elif plan.unavailable:
+                state, error = ItemState.SKIPPED, plan.unavailable
+            elif plan.kept:
+                state, error = (
+                    ItemState.SKIPPED,
+                    "every field the job changed was changed again since",
+                )
+            else:
+                state, error = (
+                    ItemState.SKIPPED,
+                    f"already has its values from before job #{target.pk}",
+                )
+            groups.setdefault((state, error, plan.conflicts), []).append(item.id)
+        own_revision = MetadataRevision.objects.filter(job=job, asset_id=OuterRef("asset_id"))
+        for (state, error, conflicts), ids in groups.items():
+            JobItem.objects.filter(pk__in=ids).update(
+                state=state,
+                error=error,
+                conflicts=list(conflicts),
+                revision=Subquery(own_revision.values("pk")[:1]),
+                lease_token=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+    return len(mine)
 
 
 def _work_undo(
     job: RegenerationJob, *, deadline: float | None, on_item: Callable[[], None] | None = None
 ) -> int:
-    """The undo runner's loop: claim, undo each image, complete. Never calls a provider,
+    """The undo runner's loop: claim, undo in chunks, complete. Never calls a provider,
     never touches credits. Returns how many items it worked."""
     job_id, worked, hand_over = job.pk, 0, False
     if job.undo_of_id is None:
@@ -1311,19 +1339,16 @@ def _work_undo(
             if not batch:
                 complete_if_done(job)
                 return worked
-            for index, item in enumerate(batch):
-                if (
-                    index
-                    and index % UNDO_STATE_CHECK_EVERY == 0
-                    and _heartbeat(job_id, touch=False) != JobState.RUNNING
-                ):
-                    for rest in batch[index:]:
+            for start_at in range(0, len(batch), UNDO_CHUNK):
+                if start_at and _heartbeat(job_id, touch=False) != JobState.RUNNING:
+                    for rest in batch[start_at:]:
                         release_item(item_id=rest.id, lease_token=rest.lease_token)
                     return worked
-                finish_undo_item(item=item, job=job)
-                worked += 1
+                chunk = batch[start_at : start_at + UNDO_CHUNK]
+                finish_undo_items(items=chunk, job=job)
+                worked += len(chunk)
                 if on_item is not None:
-                    on_item()
+                    on_item()  # once per chunk: a progress bar reads the counts
     finally:
         if hand_over and _heartbeat(job_id) == JobState.RUNNING:
             _dispatch(job)

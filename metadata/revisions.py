@@ -9,7 +9,7 @@ and the credit capture), so none of them is durable.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -65,7 +65,17 @@ def _lock(asset_id: int, *, based_on_revision_id: int | None | object = ...) -> 
     return asset
 
 
-def _commit(
+@dataclass
+class _Pending:
+    """A revision built on a locked asset, not yet written (see _apply)."""
+
+    asset: MediaAsset
+    revision: MetadataRevision
+    values: dict[str, str]
+    sources: dict[str, str]
+
+
+def _prepare(
     asset: MediaAsset,
     *,
     changes: Mapping[str, FieldChange],
@@ -73,9 +83,8 @@ def _commit(
     kind: str,
     allow_empty: bool = False,
     **revision_fields,
-) -> MetadataRevision | None:
-    """Write one revision on a locked asset (from _lock, in the caller's transaction)."""
-    based_on_revision_id = asset.current_revision_id
+) -> _Pending | None:
+    """The revision ``changes`` make on a locked asset; None when they change nothing."""
     values = asset.values()
     sources = asset.sources()
     changed: list[str] = []
@@ -97,29 +106,49 @@ def _commit(
     else:
         latest = MetadataRevision.objects.filter(asset_id=asset.pk).aggregate(n=Max("number"))
         number = (latest["n"] or 0) + 1
-    revision = MetadataRevision.objects.create(
+    revision = MetadataRevision(
         asset_id=asset.pk,
         number=number,
         kind=kind,
         is_decorative=new_decorative,
         changed_fields=[name for name in UNDOABLE_FIELDS if name in changed],
-        parent_id=based_on_revision_id,
+        parent_id=asset.current_revision_id,
         **revision_fields,
         **values,
         **{source_field(name): sources[name] for name in FIELDS},
     )
-    updated = MediaAsset.objects.filter(
-        pk=asset.pk, current_revision_id=based_on_revision_id
-    ).update(
-        current_revision=revision,
-        is_decorative=new_decorative,
-        updated_at=timezone.now(),
-        **values,
-        **{source_field(name): sources[name] for name in FIELDS},
-    )
-    if updated != 1:
-        raise StaleRevision(asset_id=asset.pk, expected=based_on_revision_id, current=None)
-    return revision
+    return _Pending(asset=asset, revision=revision, values=values, sources=sources)
+
+
+def _apply(pending: list[_Pending]) -> None:
+    """Write prepared revisions (one INSERT for all) and make each its asset's current one,
+    each with a conditional UPDATE on the revision it was based on."""
+    if not pending:
+        return
+    MetadataRevision.objects.bulk_create([p.revision for p in pending])
+    now = timezone.now()
+    for p in pending:
+        revision = p.revision
+        updated = MediaAsset.objects.filter(
+            pk=p.asset.pk, current_revision_id=revision.parent_id
+        ).update(
+            current_revision=revision,
+            is_decorative=revision.is_decorative,
+            updated_at=now,
+            **p.values,
+            **{source_field(name): p.sources[name] for name in FIELDS},
+        )
+        if updated != 1:
+            raise StaleRevision(asset_id=p.asset.pk, expected=revision.parent_id, current=None)
+
+
+def _commit(asset: MediaAsset, **prepare) -> MetadataRevision | None:
+    """Write one revision on a locked asset (from _lock, in the caller's transaction)."""
+    pending = _prepare(asset, **prepare)
+    if pending is None:
+        return None
+    _apply([pending])
+    return pending.revision
 
 
 def _write(
@@ -357,7 +386,7 @@ def undo_plans(
     """What undoing job ``job_id`` would do, image by image, in asset order, without
     writing: one streamed query (a dry run or a preview costs the same at 10 or 100,000
     images). The image's current values are read with it, so a write must plan again
-    under the row lock (undo_asset does)."""
+    under the row locks (undo_assets does)."""
     rows = (
         MetadataRevision.objects.filter(job_id=job_id)
         .select_related("parent", "asset")
@@ -393,46 +422,81 @@ class UndoOutcome:
     revision: MetadataRevision | None
 
 
+def undo_assets(
+    *,
+    asset_ids: Sequence[int],
+    job: RegenerationJob,
+    override: bool,
+    actor=None,
+    undo_job: RegenerationJob | None = None,
+) -> dict[int, UndoOutcome]:
+    """Give each image its values from before ``job``: one new revision (kind undo) each.
+
+    Planned under the images' row locks, against what they hold now: a field changed after
+    the job is kept (a conflict) unless ``override``. A few queries for the whole batch
+    plus one conditional UPDATE per image changed. Never calls a provider, never costs
+    credits. Callers may wrap this in a larger transaction (an undo runner's batch).
+    """
+    with transaction.atomic():
+        # In id order, so two lockers of overlapping batches cannot deadlock.
+        assets = {
+            asset.pk: asset
+            for asset in MediaAsset.objects.select_for_update(of=("self",))
+            .select_related("current_revision")
+            .filter(pk__in=asset_ids)
+            .order_by("pk")
+        }
+        by_asset: dict[int, list[MetadataRevision]] = {}
+        for revision in (
+            MetadataRevision.objects.filter(job=job, asset_id__in=asset_ids)
+            .select_related("parent")
+            .order_by("asset_id", "number")
+        ):
+            by_asset.setdefault(revision.asset_id, []).append(revision)
+
+        outcomes: dict[int, UndoOutcome] = {}
+        pending: list[_Pending] = []
+        for asset_id in asset_ids:
+            asset, job_revisions = assets.get(asset_id), by_asset.get(asset_id)
+            if asset is None or not job_revisions:
+                plan = UndoPlan(asset_id=asset_id, restore=(), conflicts=())
+                outcomes[asset_id] = UndoOutcome(plan=plan, revision=None)
+                continue
+            plan = _plan_for(job_revisions, current=asset, override=override)
+            prepared = None
+            if plan.restore:
+                before, _ = _before_and_after(job_revisions)
+                assert before is not None
+                prepared = _prepare(
+                    asset,
+                    changes={
+                        name: FieldChange(
+                            value=getattr(before, name), source=getattr(before, source_field(name))
+                        )
+                        for name in FIELDS
+                        if name in plan.restore
+                    },
+                    is_decorative=before.is_decorative if "is_decorative" in plan.restore else None,
+                    kind=RevisionKind.UNDO,
+                    actor=actor,
+                    job=undo_job,
+                )
+            if prepared is not None:
+                pending.append(prepared)
+            outcomes[asset_id] = UndoOutcome(
+                plan=plan, revision=prepared.revision if prepared else None
+            )
+        _apply(pending)
+    return outcomes
+
+
 def undo_asset(
     *, asset_id: int, job: RegenerationJob, override: bool, actor=None, undo_job=None
 ) -> UndoOutcome:
-    """Give one image its values from before ``job``, as one new revision (kind undo).
-
-    Planned under the image's row lock, against what it holds now: a field changed after
-    the job is kept (a conflict) unless ``override``. Never calls a provider, never costs
-    credits. Callers may wrap this in a larger transaction (a job item's finish).
-    """
-    with transaction.atomic():
-        asset = _lock(asset_id)
-        job_revisions = list(
-            MetadataRevision.objects.filter(job=job, asset_id=asset_id)
-            .select_related("parent")
-            .order_by("number")
-        )
-        if not job_revisions:
-            plan = UndoPlan(asset_id=asset_id, restore=(), conflicts=())
-            return UndoOutcome(plan=plan, revision=None)
-        plan = _plan_for(job_revisions, current=asset, override=override)
-        if not plan.restore:
-            return UndoOutcome(plan=plan, revision=None)
-        before, _ = _before_and_after(job_revisions)
-        assert before is not None
-        changes = {
-            name: FieldChange(
-                value=getattr(before, name), source=getattr(before, source_field(name))
-            )
-            for name in FIELDS
-            if name in plan.restore
-        }
-        revision = _commit(
-            asset,
-            changes=changes,
-            is_decorative=before.is_decorative if "is_decorative" in plan.restore else None,
-            kind=RevisionKind.UNDO,
-            actor=actor,
-            job=undo_job,
-        )
-        return UndoOutcome(plan=plan, revision=revision)
+    """undo_assets for one image."""
+    return undo_assets(
+        asset_ids=[asset_id], job=job, override=override, actor=actor, undo_job=undo_job
+    )[asset_id]
 
 
 # -- retention ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Undo a whole job: what it would do (a preview, a dry run), and the ``undo`` job doing it.
 
 An undo job gives every image the job changed its values from before the job, field by
-field through revisions.undo_asset: a field changed again after the job is kept and listed
+field through revisions.undo_assets: a field changed again after the job is kept and listed
 (a conflict) unless the person chose to override. It is a job like any other (progress,
 pause, cancel, recover), on the interactive queue when small, and its own revisions can be
 undone in turn. It never calls a provider and never costs credits.
