@@ -98,25 +98,12 @@ def run(count: int, history: int) -> None:
     from metadata.models import JobKind, JobState, MetadataRevision, RegenerationJob, RevisionKind
     from metadata.schema import Source
     from metadata.strategies import FieldChange, Plan
+    from tests.factories import bare_assets
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
     old = timezone.now() - timedelta(days=400)
-    assets = MediaAsset.objects.bulk_create(
-        [
-            MediaAsset(
-                file=f"bench/{i}.jpg",
-                original_name=f"photo-{i}.jpg",
-                sha256=f"{i:064x}",
-                format="JPEG",
-                width=1,
-                height=1,
-                bytes=1,
-            )
-            for i in range(count)
-        ],
-        batch_size=2000,
-    )
+    assets = bare_assets(count)
     rows = []
     for asset in assets:
         for number in range(1, history + 1):

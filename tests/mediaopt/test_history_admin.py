@@ -17,14 +17,19 @@ from mediaopt.models import MediaAsset
 from metadata import history, revisions
 from metadata.models import (
     JobKind,
-    JobState,
     MetadataRevision,
     RegenerationJob,
     RevisionKind,
 )
 from metadata.schema import Source
-from metadata.strategies import FieldChange, Plan
-from tests.factories import bare_assets
+from tests.revision_builders import finished_job, generated, hand_edit
+from tests.revision_builders import imported as imported_many
+
+
+def imported(*, start: int = 0, **embedded: str) -> MediaAsset:
+    (asset,) = imported_many(1, start=start, **embedded)
+    return asset
+
 
 pytestmark = pytest.mark.django_db
 
@@ -32,58 +37,6 @@ CHANGELIST = reverse("admin:mediaopt_mediaasset_changelist")
 
 
 # --- building a history -----------------------------------------------------------------
-
-
-def imported(*, start: int = 0, **embedded: str) -> MediaAsset:
-    (asset,) = bare_assets(1, start=start)
-    revisions.record_import(asset=asset, values=embedded)
-    return asset
-
-
-def finished_job(kind: str = JobKind.BULK, **fields) -> RegenerationJob:
-    return RegenerationJob.objects.create(kind=kind, state=JobState.COMPLETED, **fields)
-
-
-def generated(
-    asset: MediaAsset,
-    *,
-    source: str = Source.AI,
-    provider: str = "openai",
-    model: str = "gpt-4o-mini",
-    job: RegenerationJob | None = None,
-    decorative: bool | None = None,
-    **values: str,
-) -> MetadataRevision:
-    asset.refresh_from_db()
-    revision = revisions.apply_plan(
-        asset=asset,
-        plan=Plan(
-            changes={name: FieldChange(value, source) for name, value in values.items()},
-            is_decorative=decorative,
-        ),
-        based_on_revision_id=asset.current_revision_id,
-        job=job,
-        provider=provider,
-        model=model,
-    )
-    assert revision is not None
-    return revision
-
-
-def hand_edit(asset: MediaAsset, *, actor: User | None = None, **values) -> MetadataRevision:
-    asset.refresh_from_db()
-    decorative = values.pop("is_decorative", asset.is_decorative)
-    changed = list(values) + (["is_decorative"] if decorative != asset.is_decorative else [])
-    revision = revisions.apply_manual(
-        asset=asset,
-        values={**asset.values(), **values},
-        is_decorative=decorative,
-        changed_fields=changed,
-        actor=actor,
-        based_on_revision_id=asset.current_revision_id,
-    )
-    assert revision is not None
-    return revision
 
 
 def every_kind(actor: User) -> tuple[MediaAsset, dict[str, MetadataRevision], RegenerationJob]:

@@ -23,54 +23,11 @@ from metadata.models import (
     RevisionKind,
 )
 from metadata.schema import Source
-from metadata.strategies import FieldChange, Plan
 from tests.factories import bare_assets
+from tests.revision_builders import finished_job, hand_edit, imported
+from tests.revision_builders import generated as ai_write
 
 pytestmark = pytest.mark.django_db
-
-
-def imported(n=1, **embedded) -> list[MediaAsset]:
-    assets = bare_assets(n)
-    for asset in assets:
-        revisions.record_import(asset=asset, values=embedded)
-    return assets
-
-
-def finished_job(kind=JobKind.BULK, *, days_ago: float = 0) -> RegenerationJob:
-    finished = timezone.now() - timedelta(days=days_ago)
-    return RegenerationJob.objects.create(kind=kind, state=JobState.COMPLETED, finished_at=finished)
-
-
-def ai_write(asset, job=None, decorative=None, **values) -> MetadataRevision:
-    asset.refresh_from_db()
-    revision = revisions.apply_plan(
-        asset=asset,
-        plan=Plan(
-            changes={k: FieldChange(v, Source.AI) for k, v in values.items()},
-            is_decorative=decorative,
-        ),
-        based_on_revision_id=asset.current_revision_id,
-        job=job,
-        provider="openai",
-        model="gpt-test",
-    )
-    assert revision is not None
-    return revision
-
-
-def hand_edit(asset, **values) -> MetadataRevision:
-    asset.refresh_from_db()
-    merged = {**asset.values(), **values}
-    revision = revisions.apply_manual(
-        asset=asset,
-        values=merged,
-        is_decorative=asset.is_decorative,
-        changed_fields=list(values),
-        actor=None,
-        based_on_revision_id=asset.current_revision_id,
-    )
-    assert revision is not None
-    return revision
 
 
 def run_undo(job, *, override=False, actor=None) -> RegenerationJob:

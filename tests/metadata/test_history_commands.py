@@ -8,7 +8,8 @@ from django.core.management import CommandError, call_command
 
 from metadata.models import JobKind, JobState, MetadataRevision, RegenerationJob, RevisionKind
 from metadata.schema import Source
-from tests.metadata.test_history import ai_write, finished_job, hand_edit, imported
+from tests.revision_builders import finished_job, hand_edit, imported
+from tests.revision_builders import generated as ai_write
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +33,7 @@ def test_metadata_history_lists_every_revision_with_ids_and_values():
     assert newest["kind"] == RevisionKind.MANUAL
     assert newest["values"]["alt_text"] == {"value": "Fishing boats", "source": Source.MANUAL}
     assert middle["id"] == generated.pk and middle["job"] == job.pk
-    assert middle["model"] == "gpt-test" and middle["changed_fields"] == ["alt_text"]
+    assert middle["model"] == "gpt-4o-mini" and middle["changed_fields"] == ["alt_text"]
     assert first["values"]["title"] == {"value": "Harbour", "source": Source.EMBEDDED}
     assert first["current"] is False
 

@@ -17,7 +17,7 @@ from django_q.conf import Conf
 from django_q.models import Schedule
 
 from mediaopt.models import MediaAsset
-from metadata import jobs, revisions, undo
+from metadata import jobs, undo
 from metadata.apps import PRUNE_SCHEDULE
 from metadata.models import (
     ItemState,
@@ -29,8 +29,9 @@ from metadata.models import (
     Settings,
 )
 from metadata.schema import Source
-from metadata.strategies import FieldChange, Plan
 from tests.factories import bare_assets
+from tests.revision_builders import generated as ai_write
+from tests.revision_builders import hand_edit, imported
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
@@ -54,42 +55,6 @@ def job_url(view: str, job: RegenerationJob | int) -> str:
 
 def asset_url(asset: MediaAsset) -> str:
     return reverse("admin:mediaopt_mediaasset_change", args=[asset.pk])
-
-
-def imported(n: int, *, start: int = 0, **embedded) -> list[MediaAsset]:
-    assets = bare_assets(n, start=start)
-    for asset in assets:
-        revisions.record_import(asset=asset, values=embedded)
-    return assets
-
-
-def ai_write(asset: MediaAsset, job: RegenerationJob, decorative=None, **values) -> None:
-    asset.refresh_from_db()
-    written = revisions.apply_plan(
-        asset=asset,
-        plan=Plan(
-            changes={k: FieldChange(v, Source.AI) for k, v in values.items()},
-            is_decorative=decorative,
-        ),
-        based_on_revision_id=asset.current_revision_id,
-        job=job,
-        provider="openai",
-        model="gpt-test",
-    )
-    assert written is not None
-
-
-def hand_edit(asset: MediaAsset, **values) -> None:
-    asset.refresh_from_db()
-    written = revisions.apply_manual(
-        asset=asset,
-        values={**asset.values(), **values},
-        is_decorative=asset.is_decorative,
-        changed_fields=list(values),
-        actor=None,
-        based_on_revision_id=asset.current_revision_id,
-    )
-    assert written is not None
 
 
 def finished(job: RegenerationJob) -> RegenerationJob:
