@@ -130,6 +130,10 @@ class MetadataRevision(MetadataFields):
         constraints = [
             models.UniqueConstraint(fields=["asset", "number"], name="revision_number_per_asset"),
         ]
+        indexes = [
+            # A job's revision on given images: what an undo reads for each batch.
+            models.Index(fields=["job", "asset"], name="revision_job_asset"),
+        ]
 
     def __str__(self) -> str:
         return f"Revision {self.number} ({self.get_kind_display()})"
