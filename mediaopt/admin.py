@@ -784,7 +784,7 @@ class MediaAssetAdmin(admin.ModelAdmin):
             context["panel"].update(self.result_context(finished))
             edited = unsaved_edits(request.GET, asset)
             if edited:
-                context["panel"]["unsaved"] = [LABELS.get(name, "Decorative") for name in edited]
+                context["panel"]["unsaved"] = [history.FIELD_LABELS[name] for name in edited]
             else:
                 context["adminform"] = self.metadata_admin_form(request, asset)
             context["inline_admin_formsets"] = self.history_formsets(request, asset)

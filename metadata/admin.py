@@ -24,6 +24,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from mediaopt.models import MediaAsset
 from metadata import jobs, undo
+from metadata.history import FIELD_LABELS
 from metadata.models import (
     JobKind,
     JobState,
@@ -241,12 +242,11 @@ JOB_UNDO_TEMPLATE = "admin/metadata/regenerationjob/undo_confirmation.html"
 SETTINGS_JOBS_TEMPLATE = "admin/metadata/settings/jobs.html"
 RECENT_JOBS = 10
 MOVING_JOB_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
-# What an undo names: the five fields, and the decorative flag it also takes back.
-UNDO_FIELD_LABELS = {**LABELS, "is_decorative": "Decorative"}
 
 
 def field_labels(names: list[str] | tuple[str, ...]) -> list[str]:
-    return [UNDO_FIELD_LABELS.get(name, name) for name in names]
+    """What an undo names: the five fields, and the decorative flag it also takes back."""
+    return [FIELD_LABELS.get(name, name) for name in names]
 
 
 @admin.register(RegenerationJob)
@@ -595,11 +595,6 @@ class RegenerationJobAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(self.job_url("change", job.pk))
         return self.undo_confirmation(request, job)
 
-    def latest_undo(self, job: RegenerationJob) -> RegenerationJob | None:
-        return (
-            RegenerationJob.objects.filter(undo_of=job, kind=JobKind.UNDO).order_by("-id").first()
-        )
-
     def undo_confirmation(self, request: HttpRequest, job: RegenerationJob) -> HttpResponse:
         preview = undo.preview(job)
         names = dict(
@@ -617,7 +612,7 @@ class RegenerationJobAdmin(admin.ModelAdmin):
             }
             for plan in preview.sample
         ]
-        latest = self.latest_undo(job)
+        latest = undo.latest_undo(job)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -638,7 +633,7 @@ class RegenerationJobAdmin(admin.ModelAdmin):
         return TemplateResponse(request, JOB_UNDO_TEMPLATE, context)
 
     def undo_confirmed(self, request: HttpRequest, job: RegenerationJob) -> HttpResponse:
-        latest = self.latest_undo(job)
+        latest = undo.latest_undo(job)
         if latest is not None and str(latest.pk) != request.POST.get("seen_undo", ""):
             message = format_html("This undo was already confirmed: {}.", self.job_link(latest))
             self.message_user(request, message, messages.INFO)

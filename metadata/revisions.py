@@ -44,22 +44,20 @@ class StaleRevision(Exception):
         self.current = current
 
 
-def _lock(asset_id: int, *, based_on_revision_id: int | None | object = ...) -> MediaAsset:
-    """The asset, row-locked for this transaction (with its current revision).
-
-    With ``based_on_revision_id``, raises StaleRevision if the asset moved on from it.
-    """
+def _lock(asset_id: int, *, based_on_revision_id: int | None) -> MediaAsset:
+    """The asset, row-locked for this transaction (with its current revision); raises
+    StaleRevision if it moved on from ``based_on_revision_id``."""
     # The row lock serialises writers on PostgreSQL; SQLite's IMMEDIATE transactions
-    # already do. The conditional UPDATE in _commit is the guard on both.
+    # already do. The conditional UPDATE in _apply is the guard on both.
     asset = (
         MediaAsset.objects.select_for_update(of=("self",))
         .select_related("current_revision")
         .get(pk=asset_id)
     )
-    if based_on_revision_id is not ... and asset.current_revision_id != based_on_revision_id:
+    if asset.current_revision_id != based_on_revision_id:
         raise StaleRevision(
             asset_id=asset_id,
-            expected=based_on_revision_id,  # type: ignore[arg-type]
+            expected=based_on_revision_id,
             current=asset.current_revision_id,
         )
     return asset
@@ -142,15 +140,6 @@ def _apply(pending: list[_Pending]) -> None:
             raise StaleRevision(asset_id=p.asset.pk, expected=revision.parent_id, current=None)
 
 
-def _commit(asset: MediaAsset, **prepare) -> MetadataRevision | None:
-    """Write one revision on a locked asset (from _lock, in the caller's transaction)."""
-    pending = _prepare(asset, **prepare)
-    if pending is None:
-        return None
-    _apply([pending])
-    return pending.revision
-
-
 def _write(
     *,
     asset_id: int,
@@ -163,7 +152,7 @@ def _write(
 ) -> MetadataRevision | None:
     with transaction.atomic():
         asset = _lock(asset_id, based_on_revision_id=based_on_revision_id)
-        return _commit(
+        pending = _prepare(
             asset,
             changes=changes,
             is_decorative=is_decorative,
@@ -171,6 +160,10 @@ def _write(
             allow_empty=allow_empty,
             **revision_fields,
         )
+        if pending is None:
+            return None
+        _apply([pending])
+        return pending.revision
 
 
 def record_import(

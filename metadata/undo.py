@@ -49,14 +49,19 @@ def changed_assets(job: RegenerationJob) -> QuerySet:
     )
 
 
+def _undos(job: RegenerationJob) -> QuerySet:
+    return RegenerationJob.objects.filter(undo_of=job, kind=JobKind.UNDO).order_by("-id")
+
+
 def active_undo(job: RegenerationJob) -> RegenerationJob | None:
     """An undo of ``job`` that has not finished yet, if any."""
-    return (
-        RegenerationJob.objects.filter(undo_of=job, kind=JobKind.UNDO)
-        .exclude(state__in=FINISHED)
-        .order_by("-id")
-        .first()
-    )
+    return _undos(job).exclude(state__in=FINISHED).first()
+
+
+def latest_undo(job: RegenerationJob) -> RegenerationJob | None:
+    """The newest undo of ``job``, finished or not (a confirmation page's guard against
+    a second POST: in sync mode the first undo may already have finished)."""
+    return _undos(job).first()
 
 
 def refusal(job: RegenerationJob) -> str:

@@ -12,8 +12,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mediaopt.models import MediaAsset
 from metadata import history
+from metadata.history import FIELD_LABELS
 from metadata.models import MetadataRevision
-from metadata.schema import FIELDS, LABELS, source_field
+from metadata.schema import FIELDS, source_field
 
 
 def revision_dict(revision: MetadataRevision, *, current_id: int | None) -> dict[str, Any]:
@@ -81,5 +82,6 @@ class Command(BaseCommand):
             for name in FIELDS:
                 value = rev["values"][name]
                 source = f" [{value['source']}]" if value["source"] else ""
-                self.stdout.write(f"  {LABELS[name]:<12} {value['value'] or '—'}{source}")
-            self.stdout.write(f"  {'Decorative':<12} {'yes' if rev['is_decorative'] else 'no'}")
+                self.stdout.write(f"  {FIELD_LABELS[name]:<12} {value['value'] or '—'}{source}")
+            decorative = "yes" if rev["is_decorative"] else "no"
+            self.stdout.write(f"  {FIELD_LABELS['is_decorative']:<12} {decorative}")

@@ -12,10 +12,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from metadata import revisions
+from metadata.history import FIELD_LABELS
 from metadata.models import MetadataRevision
-from metadata.schema import LABELS
-
-FIELD_LABELS = {**LABELS, "is_decorative": "Decorative"}
 
 
 def _fields(raw: str) -> list[str]:
