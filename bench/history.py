@@ -93,10 +93,10 @@ def run(count: int, history: int) -> None:
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from mediaopt.models import MediaAsset
+    from mediaopt.library.fields import Source
+    from mediaopt.library.models import MediaAsset
     from metadata import jobs, revisions, undo
     from metadata.models import JobKind, JobState, MetadataRevision, RegenerationJob, RevisionKind
-    from metadata.schema import Source
     from metadata.strategies import FieldChange, Plan
     from tests.factories import bare_assets
 

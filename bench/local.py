@@ -77,8 +77,8 @@ def run(paths: list[Path]) -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    from mediaopt import images, ingest
-    from metadata import generation, jobs
+    from mediaopt.library import images
+    from metadata import generation, intake, jobs
     from metadata.models import JobKind, JobState, Settings
     from metadata.providers import openai as _sdk  # noqa: F401  (a worker imports it once)
     from tests.billing.helpers import funded_account
@@ -86,7 +86,7 @@ def run(paths: list[Path]) -> None:
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
-    ids = [ingest.import_file(source=path, original_name=path.name).asset.pk for path in paths]
+    ids = [intake.import_file(source=path, original_name=path.name).asset.pk for path in paths]
     imported = time.perf_counter() - started
 
     started = time.perf_counter()

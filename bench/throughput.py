@@ -97,8 +97,7 @@ def run(args: argparse.Namespace, workdir: Path, database: str) -> None:
     django.setup()
     from django.core.management import call_command
 
-    from mediaopt import ingest
-    from metadata import jobs
+    from metadata import intake, jobs
     from metadata.models import JobKind, JobState, Settings
     from tests import factories
     from tests.billing.helpers import funded_account
@@ -110,7 +109,7 @@ def run(args: argparse.Namespace, workdir: Path, database: str) -> None:
     ids = []
     for i in range(args.images):
         data = factories.jpeg(48 + i % 100, 32 + i // 100, color=COLOURS[i % len(COLOURS)])
-        ids.append(ingest.import_file(source=data, original_name=f"IMG_{i:05}.jpg").asset.pk)
+        ids.append(intake.import_file(source=data, original_name=f"IMG_{i:05}.jpg").asset.pk)
     print(f"imported {len(set(ids))} images in {time.monotonic() - started:.1f} s")
     row = Settings.objects.current()
     row.requests_per_minute = args.rpm

@@ -37,8 +37,16 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from mediaopt import images, ingest
-from mediaopt.models import MediaAsset
+from mediaopt.library import images, ingest
+from mediaopt.library.fields import (
+    EDITABLE_FIELDS,
+    FIELD_LABELS,
+    FIELDS,
+    LABELS,
+    Source,
+    source_field,
+)
+from mediaopt.library.models import MediaAsset
 from metadata import bulk, history, intake, revisions, single
 from metadata.forms import BulkOptionsForm
 from metadata.models import (
@@ -51,10 +59,6 @@ from metadata.models import (
     RegenerationJob,
     Settings,
 )
-from metadata.schema import FIELDS, LABELS, Source, source_field
-
-# The fields a person may edit; everything else on the page is a file fact.
-EDITABLE_FIELDS: tuple[str, ...] = (*FIELDS, "is_decorative")
 
 
 def stale_message(number: int | None) -> str:
@@ -550,7 +554,7 @@ class MediaAssetAdmin(admin.ModelAdmin):
     def import_uploads(self, request: HttpRequest, files: list) -> None:
         """Import the files now (fast); their metadata is written by one upload job."""
         outcomes = [
-            ingest.import_file(source=upload, original_name=upload.name, actor=request.user)
+            intake.import_file(source=upload, original_name=upload.name, actor=request.user)
             for upload in files
         ]
         imported = [o.asset for o in outcomes if o.status == ingest.IMPORTED and o.asset]
@@ -784,7 +788,7 @@ class MediaAssetAdmin(admin.ModelAdmin):
             context["panel"].update(self.result_context(finished))
             edited = unsaved_edits(request.GET, asset)
             if edited:
-                context["panel"]["unsaved"] = [history.FIELD_LABELS[name] for name in edited]
+                context["panel"]["unsaved"] = [FIELD_LABELS[name] for name in edited]
             else:
                 context["adminform"] = self.metadata_admin_form(request, asset)
             context["inline_admin_formsets"] = self.history_formsets(request, asset)
@@ -936,9 +940,7 @@ class MediaAssetAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return self.restore_confirmation(request, asset, revision)
 
-        chosen = [
-            name for name in request.POST.getlist("fields") if name in revisions.UNDOABLE_FIELDS
-        ]
+        chosen = [name for name in request.POST.getlist("fields") if name in EDITABLE_FIELDS]
         if not chosen:
             self.message_user(request, "Choose at least one field to restore.", messages.WARNING)
             return HttpResponseRedirect(request.path)
@@ -994,7 +996,7 @@ class MediaAssetAdmin(admin.ModelAdmin):
             revision=revision,
             kind=history.kind_label(revision),
             rows=rows,
-            chosen=revisions.UNDOABLE_FIELDS if chosen is None else tuple(chosen),
+            chosen=EDITABLE_FIELDS if chosen is None else tuple(chosen),
             restorable=any(row.differs for row in rows),
             based_on_revision=asset.current_revision_id,
         )

@@ -1,6 +1,10 @@
 from django.apps import AppConfig
 
 
-class MediaoptConfig(AppConfig):
+class ProjectConfig(AppConfig):
+    """The project itself, installed only for its management commands (serve, seed_demo);
+    it has no models."""
+
     name = "mediaopt"
-    verbose_name = "Media library"
+    label = "mediaopt_project"
+    verbose_name = "mediaopt"

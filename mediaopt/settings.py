@@ -53,7 +53,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_q",
-    "mediaopt.apps.MediaoptConfig",
+    "mediaopt.apps.ProjectConfig",
+    "mediaopt.library.apps.LibraryConfig",
     "metadata.apps.MetadataConfig",
     "billing.apps.BillingConfig",
 ]

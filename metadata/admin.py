@@ -22,9 +22,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django_htmx.http import HttpResponseClientRedirect
 
-from mediaopt.models import MediaAsset
+from mediaopt.library.fields import FIELD_LABELS, FIELDS, LABELS
+from mediaopt.library.models import MediaAsset
 from metadata import jobs, undo
-from metadata.history import FIELD_LABELS
 from metadata.models import (
     JobKind,
     JobState,
@@ -32,7 +32,6 @@ from metadata.models import (
     RegenerationJob,
     Settings,
 )
-from metadata.schema import FIELDS, LABELS
 
 
 class SettingsForm(forms.ModelForm):

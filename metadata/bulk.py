@@ -26,7 +26,8 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from billing import gate, ledger
 from billing.models import Account
-from mediaopt.models import MediaAsset
+from mediaopt.library.fields import FIELDS, Source
+from mediaopt.library.models import MediaAsset
 from metadata import jobs
 from metadata.models import (
     JobItem,
@@ -37,7 +38,6 @@ from metadata.models import (
     Settings,
     Strategy,
 )
-from metadata.schema import FIELDS, Source
 from metadata.strategies import field_strategy
 
 ALL = "all"

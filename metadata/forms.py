@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django import forms
 
+from mediaopt.library.fields import FIELDS, LABELS
 from metadata import bulk
 from metadata.models import Settings, Strategy
-from metadata.schema import FIELDS, LABELS
 
 PER_FIELD_CHOICES = [
     (Strategy.FILL_EMPTY.value, "Fill if empty"),

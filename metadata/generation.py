@@ -12,8 +12,9 @@ import threading
 from dataclasses import dataclass, field
 
 from billing import gate
-from mediaopt import images
-from mediaopt.models import MediaAsset
+from mediaopt.library import images
+from mediaopt.library.fields import FIELDS
+from mediaopt.library.models import MediaAsset
 from metadata import ratelimit, revisions, schema, strategies
 from metadata.models import MetadataRevision, RegenerationJob, Settings, Strategy
 from metadata.providers.base import DescribeRequest, DescribeResult, ErrorKind, ProviderError
@@ -28,7 +29,7 @@ STALE_REPLANS = 3
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    fields: tuple[str, ...] = schema.FIELDS
+    fields: tuple[str, ...] = FIELDS
     strategy: str = Strategy.FILL_EMPTY
     per_field: dict[str, str] = field(default_factory=dict)
     force: bool = False  # also replace fields edited by hand
@@ -39,7 +40,7 @@ class GenerationOptions:
         cls, row: Settings, *, work: gate.WorkKind = gate.WorkKind.SINGLE, **overrides
     ) -> GenerationOptions:
         values = {
-            "fields": tuple(name for name in schema.FIELDS if name in row.default_fields),
+            "fields": tuple(name for name in FIELDS if name in row.default_fields),
             "strategy": row.default_strategy,
             "work": work,
         }

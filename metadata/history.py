@@ -17,12 +17,17 @@ from difflib import SequenceMatcher
 from django.utils.html import conditional_escape, format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from mediaopt.library.fields import (
+    DECORATIVE,
+    EDITABLE_FIELDS,
+    FIELD_LABELS,
+    FIELDS,
+    Source,
+    source_field,
+)
 from metadata.models import MetadataFields, MetadataRevision, RevisionKind
-from metadata.revisions import UNDOABLE_FIELDS, field_state
-from metadata.schema import FIELDS, LABELS, Source, source_field
+from metadata.revisions import field_state
 
-DECORATIVE = "is_decorative"
-FIELD_LABELS: dict[str, str] = {**LABELS, DECORATIVE: "Decorative"}
 HEURISTIC_PROVIDER = "heuristic"
 
 # Words and the runs of white space between them: the diff keeps the text as it was.
@@ -114,7 +119,7 @@ def field_rows(
     """The five fields and the decorative flag of ``old`` beside ``new``'s."""
     changed = set(changed)
     rows = []
-    for name in UNDOABLE_FIELDS:
+    for name in EDITABLE_FIELDS:
         old_value, new_value = display_value(old, name), display_value(new, name)
         differs = field_state(old, name) != field_state(new, name)
         if differs and name != DECORATIVE:

@@ -1,15 +1,43 @@
-"""Metadata for files just brought into the library: one job per upload or import.
+"""Files brought into the library, with their first revision, and one job per upload or
+import for their metadata.
 
-The files themselves are imported in the request or command (ingest.py, fast); the
+The files themselves are imported in the request or command (library.ingest, fast); the
 provider calls happen in the job, on a cluster or inline, never in a web request.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import BinaryIO
+
 from django.db import transaction
 
-from metadata import jobs
+from mediaopt.library import images, ingest
+from mediaopt.library.models import MediaAsset
+from metadata import jobs, revisions, schema
 from metadata.models import JobKind, JobQueue, RegenerationJob, Settings
+
+
+def embedded_values(embedded: images.EmbeddedText) -> dict[str, str]:
+    """Embedded text as revision-1 values. The caption is IPTC's "caption/abstract"."""
+    return {
+        "title": schema.clean_value("title", embedded.title),
+        "caption": schema.clean_value("caption", embedded.description),
+        "description": schema.clean_value("description", embedded.description),
+        "keywords": schema.clean_keywords(list(embedded.keywords)),
+    }
+
+
+def import_file(
+    *, source: bytes | BinaryIO | Path | str, original_name: str, actor=None
+) -> ingest.ImportOutcome:
+    """Bring one file into the library with its revision 1 (the embedded text), in one
+    transaction. Never raises for bad input: a rejection carries its reason."""
+
+    def record_import(asset: MediaAsset, embedded: images.EmbeddedText) -> None:
+        revisions.record_import(asset=asset, values=embedded_values(embedded), actor=actor)
+
+    return ingest.import_file(source=source, original_name=original_name, on_created=record_import)
 
 
 def draft_for_new_assets(

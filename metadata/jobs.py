@@ -34,8 +34,9 @@ from django.utils import timezone
 
 from billing import gate, ledger
 from billing.models import Account
-from mediaopt import images
-from mediaopt.models import MediaAsset
+from mediaopt.library import images
+from mediaopt.library.fields import FIELDS, Source
+from mediaopt.library.models import MediaAsset
 from metadata import generation, ratelimit, revisions
 from metadata.models import (
     ItemState,
@@ -49,7 +50,6 @@ from metadata.models import (
 )
 from metadata.providers.base import DescribeRequest, DescribeResult, ErrorKind, ProviderError
 from metadata.providers.retry import backoff_delay
-from metadata.schema import FIELDS, Source
 
 logger = logging.getLogger(__name__)
 

@@ -10,15 +10,8 @@ from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from metadata.schema import (
-    ALT_TEXT_MAX,
-    CAPTION_MAX,
-    DESCRIPTION_MAX,
-    FIELDS,
-    MAX_LENGTHS,
-    TITLE_MAX,
-    Source,
-)
+from mediaopt.library.fields import FIELDS
+from mediaopt.library.models import MetadataFields
 
 
 class Strategy(models.TextChoices):
@@ -39,38 +32,6 @@ class RevisionKind(models.TextChoices):
     MANUAL = "manual", "Manual edit"
     RESTORE = "restore", "Restore"
     UNDO = "undo", "Undo"
-
-
-class MetadataFields(models.Model):
-    """The five fields, their sources and the decorative flag.
-
-    An asset holds the current values; each revision holds a full snapshot of them.
-    """
-
-    alt_text = models.CharField(max_length=ALT_TEXT_MAX, blank=True)
-    title = models.CharField(max_length=TITLE_MAX, blank=True)
-    caption = models.CharField(max_length=CAPTION_MAX, blank=True)
-    description = models.TextField(max_length=DESCRIPTION_MAX, blank=True)
-    keywords = models.CharField(
-        max_length=MAX_LENGTHS["keywords"], blank=True, help_text="Comma-separated."
-    )
-    alt_text_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    title_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    caption_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    description_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    keywords_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
-    is_decorative = models.BooleanField(
-        default=False, help_text="Decorative images have an intentionally empty alt text."
-    )
-
-    class Meta:
-        abstract = True
-
-    def values(self) -> dict[str, str]:
-        return {name: getattr(self, name) for name in FIELDS}
-
-    def sources(self) -> dict[str, str]:
-        return {name: getattr(self, f"{name}_source") for name in FIELDS}
 
 
 class MetadataRevisionQuerySet(models.QuerySet):

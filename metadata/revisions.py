@@ -17,7 +17,8 @@ from django.db import transaction
 from django.db.models import F, Max, QuerySet
 from django.utils import timezone
 
-from mediaopt.models import MediaAsset
+from mediaopt.library.fields import EDITABLE_FIELDS, FIELDS, Source, source_field
+from mediaopt.library.models import MediaAsset
 from metadata.models import (
     MetadataFields,
     MetadataRevision,
@@ -25,11 +26,9 @@ from metadata.models import (
     RevisionKind,
     Settings,
 )
-from metadata.schema import FIELDS, Source, source_field
 from metadata.strategies import FieldChange, Plan
 
 # What a revision records as changed, and what restore and undo can take back.
-UNDOABLE_FIELDS: tuple[str, ...] = (*FIELDS, "is_decorative")
 
 
 class StaleRevision(Exception):
@@ -109,7 +108,7 @@ def _prepare(
         number=number,
         kind=kind,
         is_decorative=new_decorative,
-        changed_fields=[name for name in UNDOABLE_FIELDS if name in changed],
+        changed_fields=[name for name in EDITABLE_FIELDS if name in changed],
         parent_id=asset.current_revision_id,
         **revision_fields,
         **values,
@@ -264,8 +263,8 @@ def restore(
     Each restored field takes back the source it had then (a restore is a kind of
     revision, never a source). None when the image already has those values.
     """
-    chosen = UNDOABLE_FIELDS if fields is None else tuple(fields)
-    unknown = set(chosen) - set(UNDOABLE_FIELDS)
+    chosen = EDITABLE_FIELDS if fields is None else tuple(fields)
+    unknown = set(chosen) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValueError(f"Not a metadata field: {', '.join(sorted(unknown))}.")
     changes = {
@@ -335,7 +334,7 @@ def plan_undo(
     back to ``before``, there is nothing to do."""
     restore: list[str] = []
     conflicts: list[str] = []
-    for name in UNDOABLE_FIELDS:
+    for name in EDITABLE_FIELDS:
         was, made, now = (field_state(s, name) for s in (before, after, current))
         if was == made or now == was:
             continue

@@ -1,4 +1,7 @@
-"""The metadata fields: names, limits, sources, and cleaning of untrusted model output."""
+"""Cleaning of untrusted model output into values fit to store and show.
+
+The field vocabulary (names, limits, labels, sources) is mediaopt.library.fields.
+"""
 
 from __future__ import annotations
 
@@ -6,49 +9,13 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from django.db import models
-
-FIELDS: tuple[str, ...] = ("alt_text", "title", "caption", "description", "keywords")
-
-ALT_TEXT_TARGET = 125
-ALT_TEXT_MAX = 150
-TITLE_MAX = 60
-CAPTION_MAX = 200
-DESCRIPTION_MAX = 300
-KEYWORDS_MIN = 3
-KEYWORDS_MAX = 10
-KEYWORD_MAX = 40
-
-MAX_LENGTHS = {
-    "alt_text": ALT_TEXT_MAX,
-    "title": TITLE_MAX,
-    "caption": CAPTION_MAX,
-    "description": DESCRIPTION_MAX,
-    # keywords: up to 10 of up to 40 characters, joined by ", "
-    "keywords": KEYWORDS_MAX * (KEYWORD_MAX + 2),
-}
-
-LABELS = {
-    "alt_text": "Alt text",
-    "title": "Title",
-    "caption": "Caption",
-    "description": "Description",
-    "keywords": "Keywords",
-}
-
-
-class Source(models.TextChoices):
-    """Where a field's current value came from. Empty when the field is empty."""
-
-    NONE = "", "—"
-    AI = "ai", "AI"
-    HEURISTIC = "heuristic", "Heuristic"
-    EMBEDDED = "embedded", "Embedded"
-    MANUAL = "manual", "Manual"
-
-
-def source_field(name: str) -> str:
-    return f"{name}_source"
+from mediaopt.library.fields import (
+    ALT_TEXT_MAX,
+    FIELDS,
+    KEYWORD_MAX,
+    KEYWORDS_MAX,
+    MAX_LENGTHS,
+)
 
 
 @dataclass(frozen=True)

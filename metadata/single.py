@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from billing import gate
-from mediaopt.models import MediaAsset
+from mediaopt.library.fields import FIELDS, Source
+from mediaopt.library.models import MediaAsset
 from metadata import jobs
 from metadata.models import JobItem, JobKind, JobQueue, RegenerationJob, Strategy
-from metadata.schema import FIELDS, Source
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mediaopt.library.fields import FIELDS, Source
 from metadata.models import Strategy
-from metadata.schema import FIELDS, Metadata, Source
+from metadata.schema import Metadata
 
 
 @dataclass(frozen=True)

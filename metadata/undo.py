@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.db.models import QuerySet
 
-from mediaopt.models import MediaAsset
+from mediaopt.library.models import MediaAsset
 from metadata import jobs, revisions
 from metadata.models import (
     ItemState,

@@ -14,7 +14,7 @@ import sys
 
 
 def _poison(marker: bytes) -> None:
-    from mediaopt import images
+    from mediaopt.library import images
 
     real_preview = images.preview
 

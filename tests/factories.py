@@ -359,7 +359,7 @@ def bare_assets(n: int, *, start: int = 0, **fields):
 
     Needs the database; the file names and sha256 values are unique per ``start`` range.
     """
-    from mediaopt.models import MediaAsset
+    from mediaopt.library.models import MediaAsset
 
     return MediaAsset.objects.bulk_create(
         [

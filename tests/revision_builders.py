@@ -10,10 +10,10 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from mediaopt.models import MediaAsset
+from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
 from metadata import revisions
 from metadata.models import JobKind, JobState, MetadataRevision, RegenerationJob
-from metadata.schema import Source
 from metadata.strategies import FieldChange, Plan
 from tests.factories import bare_assets
 

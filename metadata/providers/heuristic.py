@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath, PureWindowsPath
 
-from mediaopt.images import is_placeholder_text
+from mediaopt.library.images import is_placeholder_text
 from metadata.providers.base import DescribeRequest, DescribeResult
 
 # Whole names that come from cameras, phones, scanners and screenshot tools.

@@ -21,13 +21,13 @@ from urllib.parse import urlsplit
 
 import openai
 
+from mediaopt.library.fields import FIELDS
 from metadata.providers.base import (
     DescribeRequest,
     DescribeResult,
     ErrorKind,
     ProviderError,
 )
-from metadata.schema import FIELDS
 
 if TYPE_CHECKING:
     from metadata.models import Settings

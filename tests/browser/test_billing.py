@@ -15,8 +15,8 @@ from playwright.sync_api import Page, expect
 
 from billing import crypto, ledger
 from billing.models import Account, AccountMode, EntryKind, LedgerEntry
-from mediaopt import ingest
-from metadata import jobs
+from mediaopt.library import ingest
+from metadata import intake, jobs
 from metadata.models import ItemState, JobItem, JobKind, JobState
 from tests import factories
 from tests.fakeopenai import FakeOpenAI
@@ -176,7 +176,7 @@ def test_a_generation_appears_in_the_ledger_as_one_capture(
     page = admin_page
     account = Account.objects.current()
     assert account.mode == AccountMode.BUNDLED
-    outcome = ingest.import_file(
+    outcome = intake.import_file(
         source=factories.jpeg(64, 36, color="teal"), original_name="lighthouse.jpg"
     )
     assert outcome.status == ingest.IMPORTED, outcome.reason

@@ -10,11 +10,11 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
-from mediaopt import ingest
-from mediaopt.models import MediaAsset
-from metadata import revisions
+from mediaopt.library import ingest
+from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
+from metadata import intake, revisions
 from metadata.models import JobKind, JobState, MetadataRevision, RegenerationJob, RevisionKind
-from metadata.schema import Source
 from metadata.strategies import FieldChange, Plan
 from tests import factories
 
@@ -31,7 +31,7 @@ TITLE = re.compile(r"^Title:?$")
 
 def with_history(name: str) -> MediaAsset:
     """Revision 1 the import (nothing embedded), 2 a bulk job's AI text, 3 a hand edit."""
-    outcome = ingest.import_file(source=factories.jpeg(48, 36, color="navy"), original_name=name)
+    outcome = intake.import_file(source=factories.jpeg(48, 36, color="navy"), original_name=name)
     assert outcome.status == ingest.IMPORTED, outcome.reason
     asset = outcome.asset
     job = RegenerationJob.objects.create(kind=JobKind.BULK, state=JobState.COMPLETED)

@@ -17,11 +17,11 @@ from django.db import connection
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
-from mediaopt import ingest
-from mediaopt.models import MediaAsset
-from metadata import jobs, revisions
+from mediaopt.library import ingest
+from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
+from metadata import intake, jobs, revisions
 from metadata.models import JobKind, JobState, RegenerationJob
-from metadata.schema import Source
 from metadata.strategies import FieldChange, Plan
 from tests import factories
 from tests.fakeopenai import FakeOpenAI
@@ -93,7 +93,7 @@ def clusters(
 
 
 def imported(name: str, *, width: int, color: str) -> MediaAsset:
-    outcome = ingest.import_file(source=factories.jpeg(width, 36, color=color), original_name=name)
+    outcome = intake.import_file(source=factories.jpeg(width, 36, color=color), original_name=name)
     assert outcome.status == ingest.IMPORTED, outcome.reason
     return outcome.asset
 

@@ -9,10 +9,11 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
-from mediaopt import ingest
-from mediaopt.models import MediaAsset
+from mediaopt.library import ingest
+from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
+from metadata import intake
 from metadata.models import MetadataRevision, RevisionKind, Settings
-from metadata.schema import Source
 from tests import factories
 
 pytestmark = [
@@ -27,7 +28,7 @@ ALT_TEXT = re.compile(r"^Alt text:?$")
 
 
 def imported(name: str, *, width: int = 48, color: str = "green") -> MediaAsset:
-    outcome = ingest.import_file(source=factories.jpeg(width, 36, color=color), original_name=name)
+    outcome = intake.import_file(source=factories.jpeg(width, 36, color=color), original_name=name)
     assert outcome.status == ingest.IMPORTED, outcome.reason
     return outcome.asset
 

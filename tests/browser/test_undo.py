@@ -15,10 +15,10 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from mediaopt.models import MediaAsset
+from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
 from metadata import jobs, revisions
 from metadata.models import ItemState, JobItem, JobKind, JobQueue, JobState, RegenerationJob
-from metadata.schema import Source
 from metadata.strategies import FieldChange, Plan
 from tests.browser.test_jobs import (  # noqa: F401
     OLD_ALT_TEXT,

@@ -15,9 +15,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_q.conf import Conf
 
-from mediaopt import ingest
-from mediaopt.models import MediaAsset
-from metadata import generation, jobs, revisions
+from mediaopt.library import ingest
+from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
+from metadata import generation, intake, jobs, revisions
 from metadata.models import (
     JobItem,
     JobKind,
@@ -28,7 +29,6 @@ from metadata.models import (
     Settings,
 )
 from metadata.providers.base import DescribeResult
-from metadata.schema import Source
 from metadata.strategies import FieldChange, Plan
 from tests import factories
 
@@ -39,7 +39,7 @@ UPLOAD = reverse("admin:mediaopt_mediaasset_upload")
 
 
 def add_asset(name: str = "harbour.jpg", *, width: int = 40, color: str = "red") -> MediaAsset:
-    outcome = ingest.import_file(source=factories.jpeg(width, 30, color=color), original_name=name)
+    outcome = intake.import_file(source=factories.jpeg(width, 30, color=color), original_name=name)
     assert outcome.status == ingest.IMPORTED, outcome.reason
     return outcome.asset
 

@@ -10,10 +10,10 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
-from mediaopt.models import MediaAsset
+from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
 from metadata import bulk
 from metadata.models import JobItem, JobState, RegenerationJob, Settings
-from metadata.schema import Source
 from tests import factories
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]

@@ -5,10 +5,10 @@ import json
 import pytest
 from django.core.management import call_command
 
-from mediaopt.models import MediaAsset
+from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
 from metadata import jobs
 from metadata.models import ItemState, JobKind, JobQueue, JobState, RegenerationJob, Settings
-from metadata.schema import Source
 from tests import factories
 from tests.fakeopenai import Fault
 
@@ -88,7 +88,7 @@ def test_import_media_json_reports_each_images_result_after_inline(folder, fake_
 
 def test_import_media_wait_follows_the_job_until_it_ends(folder, monkeypatch):
     """--wait polls the job; here a stand-in cluster works it on the first poll."""
-    from mediaopt.management.commands import import_media
+    from metadata.management.commands import import_media
 
     real_progress = jobs.progress
 

@@ -13,7 +13,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from mediaopt.models import MediaAsset
+from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
 from metadata import history, revisions
 from metadata.models import (
     JobKind,
@@ -21,7 +22,6 @@ from metadata.models import (
     RegenerationJob,
     RevisionKind,
 )
-from metadata.schema import Source
 from tests.revision_builders import finished_job, generated, hand_edit
 from tests.revision_builders import imported as imported_many
 

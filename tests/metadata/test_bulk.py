@@ -6,9 +6,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from mediaopt import ingest
-from mediaopt.models import MediaAsset
-from metadata import bulk, jobs
+from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
+from metadata import bulk, intake, jobs
 from metadata.models import (
     ItemState,
     JobItem,
@@ -18,7 +18,6 @@ from metadata.models import (
     Settings,
     Strategy,
 )
-from metadata.schema import Source
 from tests import factories
 from tests.billing.helpers import funded_account
 
@@ -236,7 +235,7 @@ def test_the_language_is_stored_with_the_options():
 def make_images(n: int) -> list[MediaAsset]:
     colours = ["red", "green", "blue", "yellow", "purple", "orange", "brown", "gray"]
     return [
-        ingest.import_file(
+        intake.import_file(
             source=factories.jpeg(40 + i, 30, color=colours[i % len(colours)]),
             original_name=f"IMG_{i:04}.jpg",
         ).asset

@@ -11,10 +11,9 @@ import pytest
 from django.conf import settings as django_settings
 from PIL import Image
 
-from mediaopt import ingest
-from metadata import jobs, schema
+from mediaopt.library.fields import FIELDS, Source
+from metadata import intake, jobs, schema
 from metadata.models import ItemState, JobItem, JobKind, JobState, Settings, Strategy
-from metadata.schema import Source
 from tests import factories
 from tests.fakeopenai import Fault, expected_metadata
 
@@ -29,7 +28,7 @@ def quick(settings):
 
 
 def imported(data: bytes, name: str = "IMG_0001.jpg"):
-    return ingest.import_file(source=data, original_name=name).asset
+    return intake.import_file(source=data, original_name=name).asset
 
 
 def run_single(asset, kind=JobKind.SINGLE, **options) -> JobItem:
@@ -216,4 +215,4 @@ def test_without_a_key_the_heuristic_writes_only_what_it_knows():
     assert (skipped.state, skipped.revision) == (ItemState.SKIPPED, None)
     assert skipped.error == "nothing to change"
     anonymous.refresh_from_db()
-    assert anonymous.values() == {name: "" for name in schema.FIELDS}
+    assert anonymous.values() == {name: "" for name in FIELDS}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from mediaopt.library.fields import FIELDS
 from metadata.providers.base import DescribeRequest, DescribeResult, Provider
 from metadata.providers.heuristic import HeuristicProvider, file_name_words
-from metadata.schema import FIELDS
 
 
 def describe(

@@ -11,7 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from billing.models import Account, CreditHold, LedgerEntry
-from mediaopt.models import MediaAsset
+from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
 from metadata import jobs, revisions, undo
 from metadata.models import (
     ItemState,
@@ -22,7 +23,6 @@ from metadata.models import (
     RegenerationJob,
     RevisionKind,
 )
-from metadata.schema import Source
 from tests.factories import bare_assets
 from tests.revision_builders import finished_job, hand_edit, imported
 from tests.revision_builders import generated as ai_write

@@ -6,8 +6,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from mediaopt.library.fields import Source
 from metadata.models import JobKind, JobState, MetadataRevision, RegenerationJob, RevisionKind
-from metadata.schema import Source
 from tests.revision_builders import finished_job, hand_edit, imported
 from tests.revision_builders import generated as ai_write
 

@@ -12,10 +12,9 @@ from django_q.models import OrmQ
 
 from billing import crypto, ledger
 from billing.models import Account, CreditHold, EntryKind, HoldState, LedgerEntry
-from mediaopt import ingest
-from metadata import jobs
+from mediaopt.library.fields import Source
+from metadata import intake, jobs
 from metadata.models import ItemState, JobKind, JobState, MetadataRevision
-from metadata.schema import Source
 from tests import factories
 from tests.billing.helpers import funded_account
 
@@ -39,7 +38,7 @@ def quick(settings):
 
 def make_assets(n: int):
     return [
-        ingest.import_file(
+        intake.import_file(
             source=factories.jpeg(40 + i, 30, color=COLOURS[i % len(COLOURS)]),
             original_name=f"IMG_{i:04}.jpg",
         ).asset

@@ -12,9 +12,9 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import Schedule
 
-from mediaopt import images, ingest
-from mediaopt.models import MediaAsset
-from metadata import jobs
+from mediaopt.library import images
+from mediaopt.library.models import MediaAsset
+from metadata import intake, jobs
 from metadata.apps import RECOVER_SCHEDULE, create_recover_schedule
 from metadata.models import (
     ItemState,
@@ -39,7 +39,7 @@ def make_assets(n: int, *, start: int = 0) -> list[MediaAsset]:
     assets = []
     for i in range(start, start + n):
         data = factories.jpeg(40 + i, 30, color=COLOURS[i % len(COLOURS)])
-        outcome = ingest.import_file(source=data, original_name=f"IMG_{i:04}.jpg")
+        outcome = intake.import_file(source=data, original_name=f"IMG_{i:04}.jpg")
         assets.append(outcome.asset)
     return assets
 

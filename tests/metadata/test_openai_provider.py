@@ -20,6 +20,7 @@ import time
 import pytest
 from PIL import Image
 
+from mediaopt.library.fields import FIELDS
 from metadata.models import Settings
 from metadata.providers.base import DescribeRequest, ErrorKind, ProviderError
 from metadata.providers.openai import (
@@ -30,7 +31,6 @@ from metadata.providers.openai import (
     retry_after_seconds,
 )
 from metadata.providers.retry import MAX_DELAY, backoff_delay
-from metadata.schema import FIELDS
 from tests.fakeopenai import FAKE_API_KEY, FakeOpenAI, Fault, expected_metadata
 
 # Until the lead wires this into tests/conftest.py; loading a plugin twice is a no-op.

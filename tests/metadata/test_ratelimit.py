@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from billing import gate
-from mediaopt import images
+from mediaopt.library import images
 from metadata import generation, ratelimit
 from metadata.models import RateWindow, Settings
 from metadata.providers.base import DescribeRequest, ProviderError

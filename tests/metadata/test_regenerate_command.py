@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from billing.models import LedgerEntry
-from mediaopt.models import MediaAsset
+from mediaopt.library.models import MediaAsset
 from metadata import jobs
 from metadata.models import ItemState, JobItem, JobKind, JobState, RegenerationJob
 from tests.fakeopenai import Fault

@@ -1,10 +1,11 @@
 import pytest
 from django.core.files.base import ContentFile
 
-from mediaopt.models import MediaAsset
+from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
 from metadata import revisions
 from metadata.models import MetadataRevision, RevisionKind
-from metadata.schema import Metadata, Source
+from metadata.schema import Metadata
 from metadata.strategies import plan
 
 pytestmark = pytest.mark.django_db

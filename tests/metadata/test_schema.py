@@ -1,3 +1,4 @@
+from mediaopt.library.fields import ALT_TEXT_MAX
 from metadata import schema
 
 
@@ -14,7 +15,7 @@ def test_image_of_openers_are_dropped_and_sentence_recapitalised():
 
 def test_alt_text_is_cut_at_a_word_boundary_within_the_hard_limit():
     alt = schema.clean_alt_text("word " * 60)
-    assert len(alt) <= schema.ALT_TEXT_MAX
+    assert len(alt) <= ALT_TEXT_MAX
     assert alt.endswith("word")
 
 

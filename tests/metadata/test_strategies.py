@@ -1,7 +1,8 @@
 import pytest
 
+from mediaopt.library.fields import FIELDS, Source
 from metadata.models import Strategy
-from metadata.schema import FIELDS, Metadata, Source
+from metadata.schema import Metadata
 from metadata.strategies import plan
 
 

@@ -16,7 +16,8 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import Schedule
 
-from mediaopt.models import MediaAsset
+from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
 from metadata import jobs, undo
 from metadata.apps import PRUNE_SCHEDULE
 from metadata.models import (
@@ -28,7 +29,6 @@ from metadata.models import (
     RegenerationJob,
     Settings,
 )
-from metadata.schema import Source
 from tests.factories import bare_assets
 from tests.revision_builders import generated as ai_write
 from tests.revision_builders import hand_edit, imported

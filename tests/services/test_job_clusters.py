@@ -12,8 +12,8 @@ import pytest
 from django.db.models import Count
 from django_q.tasks import async_task
 
-from mediaopt import images, ingest
-from metadata import jobs
+from mediaopt.library import images
+from metadata import intake, jobs
 from metadata.models import ItemState, JobKind, JobState, MetadataRevision, RegenerationJob
 from tests import factories
 from tests.fakeopenai import Fault
@@ -29,7 +29,7 @@ def make_assets(n: int, *, poison_last: bool = False):
     for i in range(n):
         comment = POISON if poison_last and i == n - 1 else None
         data = factories.jpeg(40 + i, 30, color=COLOURS[i % len(COLOURS)], comment=comment)
-        assets.append(ingest.import_file(source=data, original_name=f"IMG_{i:04}.jpg").asset)
+        assets.append(intake.import_file(source=data, original_name=f"IMG_{i:04}.jpg").asset)
     return assets
 
 

@@ -7,9 +7,9 @@ import re
 import pytest
 from django.utils import timezone
 
+from mediaopt.library.fields import Source
 from metadata import jobs, revisions, undo
 from metadata.models import ItemState, JobItem, JobKind, JobState, RegenerationJob, RevisionKind
-from metadata.schema import Source
 from metadata.strategies import FieldChange, Plan
 from tests.factories import bare_assets
 from tests.services.test_job_clusters import wait_for

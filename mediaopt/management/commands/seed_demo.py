@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand
 
-from mediaopt import demo, ingest
-from mediaopt.models import MediaAsset
+from mediaopt import demo
+from mediaopt.library import ingest
+from mediaopt.library.models import MediaAsset
 from metadata import intake, jobs
 from metadata.models import JobKind
 
@@ -15,7 +16,7 @@ class Command(BaseCommand):
         if not MediaAsset.objects.exists():
             imported = []
             for image in demo.DEMO_IMAGES:
-                outcome = ingest.import_file(source=demo.draw(image), original_name=image.name)
+                outcome = intake.import_file(source=demo.draw(image), original_name=image.name)
                 if outcome.asset and outcome.status == ingest.IMPORTED:
                     imported.append(outcome.asset)
             job = intake.draft_for_new_assets(

@@ -10,11 +10,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mediaopt.models import MediaAsset
+from mediaopt.library.fields import FIELD_LABELS, FIELDS, source_field
+from mediaopt.library.models import MediaAsset
 from metadata import history
-from metadata.history import FIELD_LABELS
 from metadata.models import MetadataRevision
-from metadata.schema import FIELDS, source_field
 
 
 def revision_dict(revision: MetadataRevision, *, current_id: int | None) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 
 from billing import gate, ledger
 from billing.models import Account
-from mediaopt.models import MediaAsset
+from mediaopt.library.fields import FIELDS
+from mediaopt.library.models import MediaAsset
 from metadata import bulk, jobs, terminal
 from metadata.models import (
     JobItem,
@@ -35,7 +36,6 @@ from metadata.models import (
     Settings,
     Strategy,
 )
-from metadata.schema import FIELDS
 
 EXIT_OK = terminal.EXIT_OK
 EXIT_FAILURES = terminal.EXIT_FAILURES

@@ -11,18 +11,18 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from mediaopt.library.fields import EDITABLE_FIELDS, FIELD_LABELS
 from metadata import revisions
-from metadata.history import FIELD_LABELS
 from metadata.models import MetadataRevision
 
 
 def _fields(raw: str) -> list[str]:
     names = [part.strip() for part in raw.split(",") if part.strip()]
-    unknown = [name for name in names if name not in revisions.UNDOABLE_FIELDS]
+    unknown = [name for name in names if name not in EDITABLE_FIELDS]
     if unknown or not names:
         raise CommandError(
             f"--fields: unknown {', '.join(unknown) or '(none given)'}; choose from "
-            f"{', '.join(revisions.UNDOABLE_FIELDS)}."
+            f"{', '.join(EDITABLE_FIELDS)}."
         )
     return names
 
@@ -38,7 +38,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--fields",
             type=_fields,
-            help=f"Comma-separated, from {', '.join(revisions.UNDOABLE_FIELDS)} (default: all).",
+            help=f"Comma-separated, from {', '.join(EDITABLE_FIELDS)} (default: all).",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="Show what would change; write nothing."
@@ -54,14 +54,14 @@ class Command(BaseCommand):
         if revision is None:
             raise CommandError(f"No revision #{options['revision_id']}.")
         asset = revision.asset
-        chosen = options["fields"] or list(revisions.UNDOABLE_FIELDS)
+        chosen = options["fields"] or list(EDITABLE_FIELDS)
         changes = [
             {
                 "field": name,
                 "from": revisions.field_state(asset, name),
                 "to": revisions.field_state(revision, name),
             }
-            for name in revisions.UNDOABLE_FIELDS
+            for name in EDITABLE_FIELDS
             if name in chosen
             and revisions.field_state(asset, name) != revisions.field_state(revision, name)
         ]

@@ -4,8 +4,8 @@ from contextlib import ExitStack
 
 from django.core.management.base import BaseCommand
 
-from mediaopt.models import MediaAsset
-from metadata.schema import FIELDS, source_field
+from mediaopt.library.fields import FIELDS, source_field
+from mediaopt.library.models import MediaAsset
 
 COLUMNS = [
     "id",

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from mediaopt import ingest
+from mediaopt.library import ingest
 from metadata import intake, jobs, terminal
 from metadata.models import JobItem, JobKind, RegenerationJob
 
@@ -76,7 +76,7 @@ class Command(BaseCommand):
         show_bar = not json and options.get("verbosity", 1) > 0
         report: dict[str, Any] = {"imported": [], "duplicates": [], "rejected": []}
         for path in tqdm(files, unit="file", disable=not show_bar, file=self.stderr):
-            outcome = ingest.import_file(source=path, original_name=path.name)
+            outcome = intake.import_file(source=path, original_name=path.name)
             entry = {**outcome.as_dict(), "path": str(path)}
             key = {ingest.IMPORTED: "imported", ingest.DUPLICATE: "duplicates"}
             report[key.get(outcome.status, "rejected")].append(entry)

@@ -1,10 +1,23 @@
+"""The media library: an image file, its facts, and its current metadata.
+
+The fields' values are written only by the metadata app (its revisions module); the
+library stores them and knows nothing of how they were made.
+"""
+
 from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
 
-from metadata.models import MetadataFields
-from metadata.schema import Source
+from mediaopt.library.fields import (
+    ALT_TEXT_MAX,
+    CAPTION_MAX,
+    DESCRIPTION_MAX,
+    FIELDS,
+    MAX_LENGTHS,
+    TITLE_MAX,
+    Source,
+)
 
 
 def asset_upload_to(instance: MediaAsset, filename: str) -> str:
@@ -14,6 +27,38 @@ def asset_upload_to(instance: MediaAsset, filename: str) -> str:
 
 def thumbnail_upload_to(instance: MediaAsset, filename: str) -> str:
     return f"thumbs/{instance.sha256[:2]}/{instance.sha256}.jpg"
+
+
+class MetadataFields(models.Model):
+    """The five fields, their sources and the decorative flag.
+
+    An asset holds the current values; each revision holds a full snapshot of them.
+    """
+
+    alt_text = models.CharField(max_length=ALT_TEXT_MAX, blank=True)
+    title = models.CharField(max_length=TITLE_MAX, blank=True)
+    caption = models.CharField(max_length=CAPTION_MAX, blank=True)
+    description = models.TextField(max_length=DESCRIPTION_MAX, blank=True)
+    keywords = models.CharField(
+        max_length=MAX_LENGTHS["keywords"], blank=True, help_text="Comma-separated."
+    )
+    alt_text_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    title_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    caption_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    description_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    keywords_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    is_decorative = models.BooleanField(
+        default=False, help_text="Decorative images have an intentionally empty alt text."
+    )
+
+    class Meta:
+        abstract = True
+
+    def values(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in FIELDS}
+
+    def sources(self) -> dict[str, str]:
+        return {name: getattr(self, f"{name}_source") for name in FIELDS}
 
 
 class MediaAssetQuerySet(models.QuerySet):

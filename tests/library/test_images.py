@@ -11,8 +11,8 @@ import pytest
 from django.core.files.base import ContentFile
 from PIL import EpsImagePlugin, Image, ImageFile
 
-from mediaopt import images
-from mediaopt.images import EmbeddedText, ImageError, ImageInfo
+from mediaopt.library import images
+from mediaopt.library.images import EmbeddedText, ImageError, ImageInfo
 from tests import factories
 
 SUPPORTED = "upload JPEG, PNG, GIF, WebP, TIFF or BMP"

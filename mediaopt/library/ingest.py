@@ -1,8 +1,13 @@
-"""Bringing files into the library: checks, de-duplication by sha256, storage, revision 1."""
+"""Bringing files into the library: checks, de-duplication by sha256, storage.
+
+The metadata app records each new image's first revision (its embedded text) through
+``on_created``, in the same transaction as the image itself (metadata.intake).
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -11,9 +16,8 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
-from mediaopt import images
-from mediaopt.models import MediaAsset
-from metadata import revisions
+from mediaopt.library import images
+from mediaopt.library.models import MediaAsset
 
 IMPORTED = "imported"
 DUPLICATE = "duplicate"
@@ -47,22 +51,17 @@ def _read(source: bytes | BinaryIO | Path | str, limit: int) -> bytes:
     return source.read(limit + 1)
 
 
-def embedded_values(embedded: images.EmbeddedText) -> dict[str, str]:
-    """Embedded text as revision-1 values. The caption is IPTC's "caption/abstract"."""
-    from metadata import schema
-
-    return {
-        "title": schema.clean_value("title", embedded.title),
-        "caption": schema.clean_value("caption", embedded.description),
-        "description": schema.clean_value("description", embedded.description),
-        "keywords": schema.clean_keywords(list(embedded.keywords)),
-    }
-
-
 def import_file(
-    *, source: bytes | BinaryIO | Path | str, original_name: str, actor=None
+    *,
+    source: bytes | BinaryIO | Path | str,
+    original_name: str,
+    on_created: Callable[[MediaAsset, images.EmbeddedText], None] | None = None,
 ) -> ImportOutcome:
-    """Import one file. Never raises for bad input: a rejection carries its reason."""
+    """Import one file. Never raises for bad input: a rejection carries its reason.
+
+    ``on_created`` runs in the transaction that inserts a new image, so what it writes
+    exists exactly when the image does.
+    """
     original_name = Path(original_name).name[:255] or "unnamed"
     limit = settings.MEDIAOPT_MAX_UPLOAD_BYTES
     try:
@@ -105,7 +104,8 @@ def import_file(
     try:
         with transaction.atomic():
             asset.save()
-            revisions.record_import(asset=asset, values=embedded_values(embedded), actor=actor)
+            if on_created is not None:
+                on_created(asset, embedded)
     except IntegrityError:
         # Another process imported the same bytes between our check and our insert.
         existing = MediaAsset.objects.filter(sha256=sha256).first()
