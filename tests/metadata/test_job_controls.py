@@ -13,7 +13,7 @@ from django_q.conf import Conf
 
 from billing.models import EntryKind, LedgerEntry
 from metadata import jobs
-from metadata.admin import STOP_POLLING
+from metadata.admin.common import STOP_POLLING
 from metadata.models import ItemState, JobItem, JobKind, JobState, RegenerationJob
 from tests import factories
 from tests.metadata.test_jobs import make_assets, new_job

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from metadata import jobs
-from metadata.admin import STOP_POLLING
+from metadata.admin.common import STOP_POLLING
 from metadata.models import ItemState, JobItem, JobKind, JobState, RegenerationJob, Settings
 from tests import factories
 

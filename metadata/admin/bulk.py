@@ -1,0 +1,157 @@
+"""The bulk action, a sibling of Django's delete_selected: a permission-gated action, a
+confirmation page, a message, back to the changelist. But the selection stays
+server-side as a draft job (bulk.py) and the page posts only the draft's id and the
+options. "Regenerate all" on the settings page drafts the same way."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils.html import format_html
+
+from metadata import bulk
+from metadata.admin.common import (
+    job_link,
+)
+from metadata.forms import BulkOptionsForm
+from metadata.models import (
+    JobKind,
+    JobState,
+    RegenerationJob,
+    Settings,
+)
+
+
+class BulkActionMixin:
+    """For LibraryAdmin: the action "Regenerate metadata with AI" and its confirmation."""
+
+    bulk_template = "admin/mediaopt/mediaasset/regenerate_bulk.html"
+    actions = ["regenerate_with_ai"]
+
+    def bulk_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "regenerate-bulk/<int:job_id>/",
+                self.admin_site.admin_view(self.regenerate_bulk_view),
+                name=self.view_name("regenerate_bulk"),
+            ),
+            path(
+                "regenerate-all/",
+                self.admin_site.admin_view(self.regenerate_all_view),
+                name=self.view_name("regenerate_all"),
+            ),
+        ]
+
+    def has_run_regeneration_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("metadata.run_regeneration")
+
+    @admin.action(permissions=["run_regeneration"], description="Regenerate metadata with AI")
+    def regenerate_with_ai(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+        if request.POST.get("select_across") == "1":
+            # Every page: keep the changelist's filter, not thousands of ids.
+            job = bulk.draft_bulk(actor=request.user, filter_params=dict(request.GET.lists()))
+        else:
+            job = bulk.draft_bulk(
+                actor=request.user, asset_ids=list(queryset.values_list("pk", flat=True))
+            )
+        return HttpResponseRedirect(self.view_url("regenerate_bulk", job.pk))
+
+    def regenerate_all_view(self, request: HttpRequest) -> HttpResponse:
+        """POST from the settings page: a draft over every image, or those missing alt text."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_run_regeneration_permission(request):
+            raise PermissionDenied
+        scope = request.POST.get("scope", bulk.ALL)
+        if scope not in bulk.NAMED_SCOPES:
+            raise Http404("No such scope.")
+        job = bulk.draft_bulk(
+            actor=request.user, missing_alt_text_only=scope == bulk.MISSING_ALT_TEXT
+        )
+        return HttpResponseRedirect(self.view_url("regenerate_bulk", job.pk))
+
+    def regenerate_bulk_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
+        """GET: the confirmation page for a draft. POST "_preview": the same page with the
+        chosen options; POST "_confirm" or "_try_first": bulk.confirm, then the changelist."""
+        if not self.has_run_regeneration_permission(request):
+            raise PermissionDenied
+        job = RegenerationJob.objects.filter(pk=job_id, kind=JobKind.BULK).first()
+        if job is None or (job.created_by_id != request.user.pk and not request.user.is_superuser):
+            raise Http404("No such draft.")
+        if job.state != JobState.DRAFT:
+            # Confirm clicked twice, or the page reloaded: show the job the first made.
+            self.message_user(
+                request,
+                format_html("This selection was already confirmed: {}.", job_link(job)),
+                messages.INFO,
+            )
+            return HttpResponseRedirect(self.view_url("changelist"))
+        row = Settings.objects.current()
+        form = BulkOptionsForm(request.POST if request.method == "POST" else None, row=row)
+        wants_start = "_confirm" in request.POST or "_try_first" in request.POST
+        try:
+            if request.method == "POST" and wants_start and form.is_valid():
+                result = bulk.confirm(
+                    job=job,
+                    options=form.options(),
+                    actor=request.user,
+                    on_shortfall=form.shortfall(),
+                    try_first=bulk.TRY_FIRST if "_try_first" in request.POST else None,
+                )
+                self.message_user(request, *confirmation_message(result))
+                return HttpResponseRedirect(self.view_url("changelist"))
+            options = form.options() if form.is_bound and form.is_valid() else None
+            look = bulk.preview(job=job, options=options or bulk.BulkOptions.defaults(row))
+        except bulk.ScopeError as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return HttpResponseRedirect(self.view_url("changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "title": "Regenerate metadata with AI",
+            "job": job,
+            "scope": bulk.describe_scope(job),
+            "form": form,
+            "preview": look,
+            "try_first": bulk.TRY_FIRST,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.bulk_template, context)
+
+
+def confirmation_message(result: bulk.Confirmation) -> tuple[str, int]:
+    if result.already_confirmed:
+        text = format_html("This selection was already confirmed: {}.", job_link(result.job))
+        return text, messages.INFO
+    if not result.started:
+        return result.message, messages.WARNING
+    noun = "image" if result.items == 1 else "images"
+    text = format_html(
+        "Regenerating metadata for {} {} — {}.", f"{result.items:,}", noun, job_link(result.job)
+    )
+    notes = []
+    if result.busy_count:
+        notes.append(f"{result.busy_count:,} already being worked on by another job")
+    if result.nothing_to_do:
+        notes.append(f"{result.nothing_to_do:,} with nothing to fill")
+    if notes:
+        text = format_html("{} Left out: {}.", text, "; ".join(notes))
+    if result.job.options.get("pause_after"):
+        text = format_html(
+            "{} It pauses after the first {} for you to review.",
+            text,
+            result.job.options["pause_after"],
+        )
+    return text, messages.SUCCESS

@@ -1,0 +1,185 @@
+"""The media library's admin as registered: the library's own (list, image page, upload)
+composed with the metadata app's features, each a mixin of its own module."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from django.contrib import admin, messages
+from django.db.models import Exists, OuterRef, QuerySet
+from django.http import (
+    HttpRequest,
+)
+from django.urls import URLPattern
+
+from mediaopt.library import ingest
+from mediaopt.library.admin import LibraryAdmin
+from mediaopt.library.fields import (
+    FIELDS,
+    source_field,
+)
+from mediaopt.library.models import MediaAsset
+from metadata import intake
+from metadata.admin.bulk import BulkActionMixin
+from metadata.admin.change_form import MetadataChangeFormMixin
+from metadata.admin.common import (
+    MAX_ID,
+    RECENT_JOBS,
+)
+from metadata.admin.history import HistoryMixin
+from metadata.admin.regenerate import RegenerateMixin
+from metadata.models import (
+    MetadataRevision,
+    RegenerationJob,
+)
+
+
+class HasRevisionsFilter(admin.SimpleListFilter):
+    title = "has revisions"
+    parameter_name = "revised"
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> Sequence[tuple[str, str]]:
+        return (("yes", "Changed since import"), ("no", "Only the import"))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        # Revision 1 is the import and each change adds one to the current number.
+        if self.value() == "yes":
+            return queryset.filter(current_revision__number__gt=1)
+        if self.value() == "no":
+            return queryset.filter(current_revision__number=1)
+        return queryset
+
+
+class ChangedByJobFilter(admin.SimpleListFilter):
+    """Images a job wrote a revision on. Offers the newest jobs that wrote any; any job
+    number typed into the URL (``?job=N``) works too, older ones included."""
+
+    title = "changed by job"
+    parameter_name = "job"
+
+    def job_id(self) -> int | None:
+        """The job number from the URL; None for anything but an integer (ignored)."""
+        value = self.value() or ""
+        return int(value) if re.fullmatch(r"-?[0-9]+", value) else None
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> Sequence[tuple[str, str]]:
+        # One query, whatever the number of jobs or images.
+        recent = (
+            RegenerationJob.objects.filter(
+                Exists(MetadataRevision.objects.filter(job=OuterRef("pk")))
+            )
+            .only("pk", "kind")
+            .order_by("-created_at", "-id")[:RECENT_JOBS]
+        )
+        choices = [(str(job.pk), f"#{job.pk} {job.get_kind_display().lower()}") for job in recent]
+        chosen = self.job_id()
+        if chosen is not None and str(chosen) not in {value for value, _ in choices}:
+            # A job from the URL that is not among the newest still shows as chosen.
+            choices.append((str(chosen), f"#{chosen}"))
+        return choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        job_id = self.job_id()
+        if job_id is None:
+            return queryset
+        if not 0 < job_id <= MAX_ID:
+            return queryset.none()
+        return queryset.filter(
+            Exists(MetadataRevision.objects.filter(asset=OuterRef("pk"), job_id=job_id))
+        )
+
+
+@admin.register(MediaAsset)
+class MediaAssetAdmin(
+    BulkActionMixin, RegenerateMixin, HistoryMixin, MetadataChangeFormMixin, LibraryAdmin
+):
+    list_filter = (*LibraryAdmin.list_filter, HasRevisionsFilter, ChangedByJobFilter)
+    readonly_fields = (*LibraryAdmin.readonly_fields, "revision_display")
+    fieldsets = (
+        (None, {"fields": ("preview_display",)}),
+        (
+            "Metadata",
+            {
+                # Each field with its source beside it, so a person sees which values
+                # were generated, embedded, guessed or typed by hand.
+                "fields": (
+                    *((name, source_field(name)) for name in FIELDS),
+                    "is_decorative",
+                    "based_on_revision",
+                )
+            },
+        ),
+        (
+            "File",
+            {
+                "fields": (
+                    "original_name",
+                    ("format", "dimensions_display", "bytes_display"),
+                    "sha256_display",
+                    ("revision_display", "created_at"),
+                )
+            },
+        ),
+    )
+
+    def get_urls(self) -> list[URLPattern]:
+        # Before super()'s: its "<path:object_id>/" would swallow "5/regenerate/".
+        return [
+            *self.upload_urls(),
+            *self.bulk_urls(),
+            *self.regenerate_urls(),
+            *self.history_urls(),
+            *super(LibraryAdmin, self).get_urls(),
+        ]
+
+    def import_uploads(self, request: HttpRequest, files: list) -> None:
+        """Import the files now (fast); their metadata is written by one upload job."""
+        outcomes = [
+            intake.import_file(source=upload, original_name=upload.name, actor=request.user)
+            for upload in files
+        ]
+        imported = [o.asset for o in outcomes if o.status == ingest.IMPORTED and o.asset]
+        job = intake.start_upload_job(
+            asset_ids=[asset.pk for asset in imported], created_by=request.user
+        )
+        summary, level = upload_summary(outcomes, job_id=job.pk if job else None)
+        self.message_user(request, summary, level)
+
+
+def upload_summary(
+    outcomes: Sequence[ingest.ImportOutcome], *, job_id: int | None = None
+) -> tuple[str, int]:
+    """One line for the whole batch, e.g. "2 images uploaded; their metadata is being
+    written — job #7; 1 duplicate skipped (...)".
+
+    Names are the user's own file names; the admin's message template escapes them.
+    """
+    imported = [o for o in outcomes if o.status == ingest.IMPORTED]
+    duplicates = [o for o in outcomes if o.status == ingest.DUPLICATE]
+    rejected = [o for o in outcomes if o.status == ingest.REJECTED]
+    parts = [f"{len(imported)} image{'' if len(imported) == 1 else 's'} uploaded"]
+    if job_id is not None:
+        whose = "its" if len(imported) == 1 else "their"
+        parts.append(f"{whose} metadata is being written — job #{job_id}")
+    if duplicates:
+        names = "; ".join(
+            f"{o.original_name} is already in the library as {o.asset.original_name}"
+            if o.asset
+            else o.original_name
+            for o in duplicates
+        )
+        noun = "duplicate" if len(duplicates) == 1 else "duplicates"
+        parts.append(f"{len(duplicates)} {noun} skipped ({names})")
+    if rejected:
+        details = "; ".join(f"{o.original_name} — {o.reason}" for o in rejected)
+        parts.append(f"{len(rejected)} rejected: {details}")
+    if rejected:
+        level = messages.WARNING if imported or duplicates else messages.ERROR
+    else:
+        level = messages.SUCCESS if imported else messages.INFO
+    return "; ".join(parts), level
