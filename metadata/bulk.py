@@ -28,7 +28,7 @@ from billing import gate, ledger
 from billing.models import Account
 from mediaopt.library.fields import FIELDS, Source
 from mediaopt.library.models import MediaAsset
-from metadata import jobs
+from metadata import jobs, library_filters
 from metadata.models import (
     JobItem,
     JobKind,
@@ -49,9 +49,6 @@ DONT_START = "dont_start"
 Shortfall = Literal["partial", "dont_start"]
 
 TRY_FIRST = 10
-
-# Query-string keys of the changelist that choose a page or a view, never which images.
-_NOT_FILTERS = frozenset({"p", "all", "_popup", "_to_field", "e"})
 
 
 class ScopeError(Exception):
@@ -134,7 +131,7 @@ def filter_query(params: Mapping[str, str | list[str]]) -> str:
     kept = {
         key: value if isinstance(value, list) else [value]
         for key, value in params.items()
-        if key not in _NOT_FILTERS
+        if key not in library_filters.NOT_FILTERS
     }
     return urlencode(sorted(kept.items()), doseq=True)
 
@@ -166,15 +163,15 @@ def draft_bulk(
 
 
 def describe_scope(job: RegenerationJob) -> str:
+    """The draft's scope in words, as the confirmation page says it."""
     scope = job.scope or {}
     if "ids" in scope:
         return "the selected images"
     if "filter" in scope:
-        return (
-            f"all images matching the library's filter ({scope['filter']})"
-            if scope["filter"]
-            else "all images"
-        )
+        try:
+            return library_filters.describe(scope["filter"])
+        except library_filters.UnknownFilter:
+            return f"the library's filter {scope['filter']!r}, which no longer applies"
     return NAMED_SCOPES.get(scope.get("named", ""), "—")
 
 
@@ -184,39 +181,18 @@ def scope_queryset(job: RegenerationJob) -> QuerySet[MediaAsset]:
     if "ids" in scope:
         return MediaAsset.objects.filter(pk__in=scope["ids"])
     if "filter" in scope:
-        return _changelist_queryset(scope["filter"], user=job.created_by)
+        try:
+            return library_filters.replay(scope["filter"])
+        except library_filters.UnknownFilter as error:
+            raise ScopeError(
+                f"The library's filter no longer applies ({scope['filter']})."
+            ) from error
     named = scope.get("named")
     if named == ALL:
         return MediaAsset.objects.all()
     if named == MISSING_ALT_TEXT:
         return MediaAsset.objects.missing_alt_text()
     raise ScopeError(f"Job {job.pk} has no scope this version understands: {scope!r}.")
-
-
-def _changelist_queryset(query: str, *, user) -> QuerySet[MediaAsset]:
-    """The images the media library's changelist lists for ``query``: its search and
-    filters exactly as the person saw them, read through the admin itself."""
-    from django.contrib import admin
-    from django.contrib.admin.exceptions import DisallowedModelAdminLookup
-    from django.contrib.admin.options import IncorrectLookupParameters
-    from django.contrib.auth.models import AnonymousUser
-    from django.core.exceptions import ImproperlyConfigured
-    from django.http import HttpRequest, QueryDict
-
-    request = HttpRequest()
-    request.method = "GET"
-    request.GET = QueryDict(query)
-    request.user = user or AnonymousUser()
-    model_admin = admin.site.get_model_admin(MediaAsset)
-    try:
-        changelist = model_admin.get_changelist_instance(request)
-    except (
-        IncorrectLookupParameters,
-        DisallowedModelAdminLookup,
-        ImproperlyConfigured,
-    ) as error:
-        raise ScopeError(f"The library's filter no longer applies ({query}).") from error
-    return changelist.queryset
 
 
 # -- which images need a call ------------------------------------------------------------

@@ -27,11 +27,16 @@ from django.utils.text import Truncator
 
 from mediaopt.library import images
 from mediaopt.library.fields import FIELDS, source_field
-from mediaopt.library.models import MediaAsset
+from mediaopt.library.models import SEARCH_FIELDS, MediaAsset
 
 
 def page_context(
-    model_admin: admin.ModelAdmin, request: HttpRequest, *, title: str, **extra: Any
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    *,
+    title: str,
+    obj: Any = None,
+    **extra: Any,
 ) -> dict[str, Any]:
     """What every page a model admin adds needs from the admin: the site's context, the
     model's options, the title; and the current app set for the URLs the page reverses."""
@@ -41,7 +46,7 @@ def page_context(
         "opts": model_admin.opts,
         "app_label": model_admin.opts.app_label,
         "title": title,
-        "has_view_permission": model_admin.has_view_permission(request),
+        "has_view_permission": model_admin.has_view_permission(request, obj),
         **extra,
     }
 
@@ -85,9 +90,7 @@ class MissingAltTextFilter(admin.SimpleListFilter):
         if self.value() == "yes":
             return queryset.missing_alt_text()
         if self.value() == "no":
-            # The complement is defined by the same queryset method, so the two choices
-            # can never disagree about what "missing" means.
-            return queryset.exclude(pk__in=MediaAsset.objects.missing_alt_text().values("pk"))
+            return queryset.with_alt_text()
         return queryset
 
 
@@ -106,7 +109,7 @@ class LibraryAdmin(admin.ModelAdmin):
     )
     list_display_links = ("thumbnail_display", "original_name")
     list_filter = (MissingAltTextFilter, "alt_text_source", "is_decorative")
-    search_fields = ("original_name", "alt_text", "title", "caption", "keywords")
+    search_fields = SEARCH_FIELDS
     # A COUNT(*) over a large library on every page view costs more than it tells.
     show_full_result_count = False
     readonly_fields = (
@@ -141,6 +144,12 @@ class LibraryAdmin(admin.ModelAdmin):
             },
         ),
     )
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        # The library's own search rule, which a stored "select all" scope replays.
+        return queryset.search(search_term), False
 
     def view_url(self, view: str, *args: Any) -> str:
         """The URL of one of this admin's views ("changelist", "change", "upload"...)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django.utils.text import smart_split, unescape_string_literal
 
 from mediaopt.library.fields import (
     ALT_TEXT_MAX,
@@ -61,12 +62,35 @@ class MetadataFields(models.Model):
         return {name: getattr(self, f"{name}_source") for name in FIELDS}
 
 
+# What the library's search looks in: the admin's search_fields, and a stored "select
+# all" scope replays the same (MediaAssetQuerySet.search).
+SEARCH_FIELDS: tuple[str, ...] = ("original_name", "alt_text", "title", "caption", "keywords")
+
+
 class MediaAssetQuerySet(models.QuerySet):
     def missing_alt_text(self) -> MediaAssetQuerySet:
         """Alt text empty or only guessed by the heuristic, and not marked decorative."""
         return self.filter(
             Q(alt_text="") | Q(alt_text_source=Source.HEURISTIC), is_decorative=False
         )
+
+    def with_alt_text(self) -> MediaAssetQuerySet:
+        """The complement of missing_alt_text, defined by it, so the two can never disagree
+        about what "missing" means."""
+        return self.exclude(pk__in=MediaAsset.objects.missing_alt_text().values("pk"))
+
+    def search(self, text: str) -> MediaAssetQuerySet:
+        """Every word (or "quoted phrase") of ``text`` in one of SEARCH_FIELDS, ignoring
+        case: the admin's own search rule (ModelAdmin.get_search_results)."""
+        queryset = self
+        for term in smart_split(text):
+            if term.startswith(('"', "'")) and term[0] == term[-1]:
+                term = unescape_string_literal(term)
+            any_field = Q()
+            for name in SEARCH_FIELDS:
+                any_field |= Q(**{f"{name}__icontains": term})
+            queryset = queryset.filter(any_field)
+        return queryset
 
 
 class MediaAsset(MetadataFields):

@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html
 
+from mediaopt.library.admin import page_context
 from metadata import bulk
 from metadata.admin.common import (
     job_link,
@@ -115,19 +116,16 @@ class BulkActionMixin:
         except bulk.ScopeError as error:
             self.message_user(request, str(error), messages.ERROR)
             return HttpResponseRedirect(self.view_url("changelist"))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "app_label": self.opts.app_label,
-            "title": "Regenerate metadata with AI",
-            "job": job,
-            "scope": bulk.describe_scope(job),
-            "form": form,
-            "preview": look,
-            "try_first": bulk.TRY_FIRST,
-            "has_view_permission": self.has_view_permission(request),
-        }
-        request.current_app = self.admin_site.name
+        context = page_context(
+            self,
+            request,
+            title="Regenerate metadata with AI",
+            job=job,
+            scope=bulk.describe_scope(job),
+            form=form,
+            preview=look,
+            try_first=bulk.TRY_FIRST,
+        )
         return TemplateResponse(request, self.bulk_template, context)
 
 

@@ -21,8 +21,6 @@ UNDO_PERMISSION = "mediaopt.change_mediaasset"
 STOP_POLLING = 286
 # How many jobs the settings page lists, and the library's "changed by job" filter offers.
 RECENT_JOBS = 10
-# The largest id a database column holds: a bigger number in a URL names nothing.
-MAX_ID = 2**63 - 1
 
 
 def job_link(job: RegenerationJob) -> str:

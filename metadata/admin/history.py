@@ -23,6 +23,7 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
+from mediaopt.library.admin import page_context
 from mediaopt.library.fields import (
     EDITABLE_FIELDS,
 )
@@ -30,9 +31,9 @@ from mediaopt.library.models import MediaAsset
 from metadata import history, revisions
 from metadata.admin.change_form import revision_number
 from metadata.admin.common import (
-    MAX_ID,
     int_or_none,
 )
+from metadata.library_filters import MAX_ID
 from metadata.models import (
     MetadataRevision,
 )
@@ -92,21 +93,19 @@ class HistoryMixin:
     def history_context(
         self, request: HttpRequest, asset: MediaAsset, *, title: str, **extra: Any
     ) -> dict[str, Any]:
-        request.current_app = self.admin_site.name
-        return {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "app_label": self.opts.app_label,
-            "title": title,
-            "subtitle": str(asset),
-            "original": asset,
-            "has_view_permission": self.has_view_permission(request, asset),
-            "can_restore": self.has_change_permission(request, asset),
-            "change_url": self.view_url("change", asset.pk),
-            "history_url": self.view_url("metadata_history", asset.pk),
-            "compare_url": self.view_url("metadata_compare", asset.pk),
+        return page_context(
+            self,
+            request,
+            title=title,
+            obj=asset,
+            subtitle=str(asset),
+            original=asset,
+            can_restore=self.has_change_permission(request, asset),
+            change_url=self.view_url("change", asset.pk),
+            history_url=self.view_url("metadata_history", asset.pk),
+            compare_url=self.view_url("metadata_compare", asset.pk),
             **extra,
-        }
+        )
 
     def metadata_history_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The image's revisions, newest first, each beside the current values."""

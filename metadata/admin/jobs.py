@@ -22,6 +22,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django_htmx.http import HttpResponseClientRedirect
 
+from mediaopt.library.admin import page_context
 from mediaopt.library.models import MediaAsset
 from metadata import jobs, undo
 from metadata.admin.common import (
@@ -292,18 +293,16 @@ class RegenerationJobAdmin(UndoMixin, admin.ModelAdmin):
             and self.may_run(request)
         ):
             job = self._job(request, object_id)
-            context = {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
-                "app_label": self.opts.app_label,
-                "title": f"Cancel job #{job.pk}?",
-                "original": job,
-                "summary": jobs.job_summary(job),
-                "cancel_url": self.job_url("cancel", job.pk),
-                "change_url": self.job_url("change", job.pk),
-                "has_view_permission": True,
-            }
-            request.current_app = self.admin_site.name
+            context = page_context(
+                self,
+                request,
+                title=f"Cancel job #{job.pk}?",
+                original=job,
+                summary=jobs.job_summary(job),
+                cancel_url=self.job_url("cancel", job.pk),
+                change_url=self.job_url("change", job.pk),
+                has_view_permission=True,
+            )
             return TemplateResponse(request, self.cancel_template, context)
 
         def cancel(job: RegenerationJob) -> str:

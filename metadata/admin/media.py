@@ -3,7 +3,6 @@ composed with the metadata app's features, each a mixin of its own module."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from django.contrib import admin, messages
@@ -20,11 +19,10 @@ from mediaopt.library.fields import (
     source_field,
 )
 from mediaopt.library.models import MediaAsset
-from metadata import intake
+from metadata import intake, library_filters
 from metadata.admin.bulk import BulkActionMixin
 from metadata.admin.change_form import MetadataChangeFormMixin
 from metadata.admin.common import (
-    MAX_ID,
     RECENT_JOBS,
 )
 from metadata.admin.history import HistoryMixin
@@ -45,11 +43,8 @@ class HasRevisionsFilter(admin.SimpleListFilter):
         return (("yes", "Changed since import"), ("no", "Only the import"))
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
-        # Revision 1 is the import and each change adds one to the current number.
-        if self.value() == "yes":
-            return queryset.filter(current_revision__number__gt=1)
-        if self.value() == "no":
-            return queryset.filter(current_revision__number=1)
+        if self.value() in {"yes", "no"}:
+            return library_filters.revised(queryset, since_import=self.value() == "yes")
         return queryset
 
 
@@ -62,8 +57,7 @@ class ChangedByJobFilter(admin.SimpleListFilter):
 
     def job_id(self) -> int | None:
         """The job number from the URL; None for anything but an integer (ignored)."""
-        value = self.value() or ""
-        return int(value) if re.fullmatch(r"-?[0-9]+", value) else None
+        return library_filters.job_number(self.value() or "")
 
     def lookups(
         self, request: HttpRequest, model_admin: admin.ModelAdmin
@@ -87,11 +81,7 @@ class ChangedByJobFilter(admin.SimpleListFilter):
         job_id = self.job_id()
         if job_id is None:
             return queryset
-        if not 0 < job_id <= MAX_ID:
-            return queryset.none()
-        return queryset.filter(
-            Exists(MetadataRevision.objects.filter(asset=OuterRef("pk"), job_id=job_id))
-        )
+        return library_filters.changed_by_job(queryset, job_id=job_id)
 
 
 @admin.register(MediaAsset)

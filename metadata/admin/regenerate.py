@@ -20,6 +20,7 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
+from mediaopt.library.admin import page_context
 from mediaopt.library.fields import (
     EDITABLE_FIELDS,
     FIELD_LABELS,
@@ -158,16 +159,14 @@ class RegenerateMixin:
         )
         if request.htmx:
             return TemplateResponse(request, self.panel_template, {"panel": panel})
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "app_label": self.opts.app_label,
-            "title": "Regenerate metadata?",
-            "original": asset,
-            "panel": panel,
-            "has_view_permission": self.has_view_permission(request, asset),
-        }
-        request.current_app = self.admin_site.name
+        context = page_context(
+            self,
+            request,
+            title="Regenerate metadata?",
+            obj=asset,
+            original=asset,
+            panel=panel,
+        )
         return TemplateResponse(request, self.confirm_template, context)
 
     def job_panel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -16,6 +16,7 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from mediaopt.library.admin import page_context
 from mediaopt.library.fields import (
     FIELD_LABELS,
 )
@@ -105,23 +106,21 @@ class UndoMixin:
             for plan in preview.sample
         ]
         latest = undo.latest_undo(job)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "app_label": self.opts.app_label,
-            "title": f"Undo job #{job.pk}?",
-            "original": job,
-            "preview": preview,
-            "rows": rows,
-            "rows_not_shown": preview.changed_since - len(rows),
+        context = page_context(
+            self,
+            request,
+            title=f"Undo job #{job.pk}?",
+            original=job,
+            preview=preview,
+            rows=rows,
+            rows_not_shown=preview.changed_since - len(rows),
             # The latest undo of this job when the page was shown: a second POST of the
             # same page finds a newer one and makes nothing (confirming twice, one undo).
-            "seen_undo": latest.pk if latest is not None else "",
-            "undo_url": self.job_url("undo", job.pk),
-            "change_url": self.job_url("change", job.pk),
-            "has_view_permission": True,
-        }
-        request.current_app = self.admin_site.name
+            seen_undo=latest.pk if latest is not None else "",
+            undo_url=self.job_url("undo", job.pk),
+            change_url=self.job_url("change", job.pk),
+            has_view_permission=True,
+        )
         return TemplateResponse(request, self.undo_template, context)
 
     def undo_confirmed(self, request: HttpRequest, job: RegenerationJob) -> HttpResponse:

@@ -1,0 +1,148 @@
+"""The media library's list filters as the domain knows them: each changelist parameter,
+the images it selects, and what it says in words.
+
+The admin's list filters select through these functions, and a bulk job whose scope is
+"every image the library listed" (select all across pages) stores the changelist's query
+string and replays it here, so the job works on exactly the images the person saw,
+without building a request or asking the admin.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from django.db.models import Exists, OuterRef, QuerySet
+
+from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
+from metadata.models import MetadataRevision
+
+# The largest id a database column holds: a bigger number names no job.
+MAX_ID = 2**63 - 1
+# Query-string keys of the changelist that choose a page, an order or a view, never
+# which images.
+NOT_FILTERS = frozenset({"p", "o", "all", "_popup", "_to_field", "e"})
+
+
+class UnknownFilter(ValueError):
+    """A stored filter names a parameter or value the library does not have (any more)."""
+
+
+def job_number(value: str) -> int | None:
+    """A job number from a URL; None for anything but an integer."""
+    return int(value) if re.fullmatch(r"-?[0-9]+", value or "") else None
+
+
+def revised(queryset: QuerySet[MediaAsset], *, since_import: bool) -> QuerySet[MediaAsset]:
+    """Images changed since their import, or (``since_import=False``) only imported.
+
+    Revision 1 is the import and each change adds one to the current number.
+    """
+    if since_import:
+        return queryset.filter(current_revision__number__gt=1)
+    return queryset.filter(current_revision__number=1)
+
+
+def changed_by_job(queryset: QuerySet[MediaAsset], *, job_id: int) -> QuerySet[MediaAsset]:
+    """Images the job wrote a revision on (none for a number no job can have)."""
+    if not 0 < job_id <= MAX_ID:
+        return queryset.none()
+    return queryset.filter(
+        Exists(MetadataRevision.objects.filter(asset=OuterRef("pk"), job_id=job_id))
+    )
+
+
+@dataclass(frozen=True)
+class _Filter:
+    select: Callable[[QuerySet[MediaAsset], str], QuerySet[MediaAsset]]
+    words: Callable[[str], str]
+
+
+def _yes_no(value: str) -> bool:
+    if value not in {"yes", "no"}:
+        raise UnknownFilter(value)
+    return value == "yes"
+
+
+def _alt_text_missing(queryset: QuerySet[MediaAsset], value: str) -> QuerySet[MediaAsset]:
+    return queryset.missing_alt_text() if _yes_no(value) else queryset.with_alt_text()
+
+
+def _source(queryset: QuerySet[MediaAsset], value: str) -> QuerySet[MediaAsset]:
+    if value not in Source.values:
+        raise UnknownFilter(value)
+    return queryset.filter(alt_text_source=value)
+
+
+def _decorative(queryset: QuerySet[MediaAsset], value: str) -> QuerySet[MediaAsset]:
+    if value not in {"0", "1"}:
+        raise UnknownFilter(value)
+    return queryset.filter(is_decorative=value == "1")
+
+
+def _job(queryset: QuerySet[MediaAsset], value: str) -> QuerySet[MediaAsset]:
+    job_id = job_number(value)
+    if job_id is None:
+        raise UnknownFilter(value)
+    return changed_by_job(queryset, job_id=job_id)
+
+
+# The changelist's parameters: those of the list filters (metadata.admin.media and the
+# library's admin) and the search box.
+FILTERS: dict[str, _Filter] = {
+    "alt_text_missing": _Filter(
+        _alt_text_missing,
+        lambda v: "missing alt text" if v == "yes" else "with alt text or decorative",
+    ),
+    "alt_text_source__exact": _Filter(
+        _source, lambda v: f"alt text from {Source(v).label}" if v else "alt text from nowhere"
+    ),
+    "is_decorative__exact": _Filter(
+        _decorative, lambda v: "decorative" if v == "1" else "not decorative"
+    ),
+    "revised": _Filter(
+        lambda qs, v: revised(qs, since_import=_yes_no(v)),
+        lambda v: "changed since import" if v == "yes" else "only imported",
+    ),
+    "job": _Filter(_job, lambda v: f"changed by job #{v}"),
+    "q": _Filter(lambda qs, v: qs.search(v), lambda v: f"matching “{v}”"),
+}
+
+
+def _params(query: str) -> list[tuple[str, str]]:
+    return [
+        (key, value)
+        for key, value in parse_qsl(query, keep_blank_values=True)
+        if key not in NOT_FILTERS
+    ]
+
+
+def replay(query: str) -> QuerySet[MediaAsset]:
+    """The images the library's list shows for ``query`` (a changelist query string).
+
+    Raises UnknownFilter for a parameter or value the library does not have.
+    """
+    queryset = MediaAsset.objects.all()
+    for key, value in _params(query):
+        chosen = FILTERS.get(key)
+        if chosen is None:
+            raise UnknownFilter(key)
+        queryset = chosen.select(queryset, value)
+    return queryset
+
+
+def describe(query: str) -> str:
+    """``query`` in words, e.g. "all images missing alt text, matching “dog”"."""
+    parts = []
+    for key, value in _params(query):
+        chosen = FILTERS.get(key)
+        if chosen is None:
+            raise UnknownFilter(key)
+        try:
+            parts.append(chosen.words(value))
+        except ValueError as error:
+            raise UnknownFilter(value) from error
+    return "all images" + (" " + ", ".join(parts) if parts else "")
