@@ -25,8 +25,9 @@ from mediaopt.library.fields import (
     Source,
     source_field,
 )
-from metadata.models import MetadataFields, MetadataRevision, RevisionKind
-from metadata.revisions import field_state
+from mediaopt.library.models import MetadataFields
+from metadata.models import MetadataRevision, RevisionKind
+from metadata.undo_plan import field_state
 
 HEURISTIC_PROVIDER = "heuristic"
 

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from mediaopt.library.models import MediaAsset
-from metadata import jobs, revisions
+from metadata import jobs, undo_plan
 from metadata.models import (
     ItemState,
     JobItem,
@@ -87,7 +87,7 @@ class Preview:
     images: int  # images the job changed
     unchanged_since: int  # still as the job left them: every field goes back
     busy: int  # held by another active job now: left out of the undo
-    sample: list[revisions.UndoPlan] = field(default_factory=list)  # changed since, detailed
+    sample: list[undo_plan.UndoPlan] = field(default_factory=list)  # changed since, detailed
 
     @property
     def changed_since(self) -> int:
@@ -113,7 +113,7 @@ def preview(job: RegenerationJob, *, sample: int = SAMPLE) -> Preview:
         .order_by("pk")
         .values_list("pk", flat=True)[:sample]
     )
-    plans = list(revisions.undo_plans(job_id=job.pk, asset_ids=changed_since)) if sample else []
+    plans = list(undo_plan.undo_plans(job_id=job.pk, asset_ids=changed_since)) if sample else []
     return Preview(job=job, images=images, unchanged_since=unchanged, busy=busy, sample=plans)
 
 

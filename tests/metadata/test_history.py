@@ -13,7 +13,7 @@ from django.utils import timezone
 from billing.models import Account, CreditHold, LedgerEntry
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
-from metadata import jobs, revisions, undo
+from metadata import jobs, revisions, undo, undo_plan
 from metadata.models import (
     ItemState,
     JobItem,
@@ -120,10 +120,10 @@ def test_plan_restores_what_the_job_changed_and_keeps_what_changed_since():
         caption="c",
         caption_source="ai",
     )
-    plan = revisions.plan_undo(asset_id=1, before=before, after=after, current=current)
+    plan = undo_plan.plan_undo(asset_id=1, before=before, after=after, current=current)
     assert plan.restore == ("caption",) and plan.conflicts == ("alt_text",)
     assert plan.kept == ("alt_text",)
-    forced = revisions.plan_undo(
+    forced = undo_plan.plan_undo(
         asset_id=1, before=before, after=after, current=current, override=True
     )
     assert forced.restore == ("alt_text", "caption") and forced.kept == ()
@@ -132,7 +132,7 @@ def test_plan_restores_what_the_job_changed_and_keeps_what_changed_since():
 def test_plan_ignores_a_field_already_back_to_its_old_value():
     before = MetadataRevision(alt_text="old", alt_text_source=Source.MANUAL)
     after = MetadataRevision(alt_text="ai", alt_text_source=Source.AI)
-    plan = revisions.plan_undo(asset_id=1, before=before, after=after, current=before)
+    plan = undo_plan.plan_undo(asset_id=1, before=before, after=after, current=before)
     assert plan.restore == () and plan.conflicts == ()
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mediaopt.library.fields import EDITABLE_FIELDS, FIELD_LABELS
-from metadata import revisions
+from metadata import revisions, undo_plan
 from metadata.models import MetadataRevision
 
 
@@ -58,12 +58,12 @@ class Command(BaseCommand):
         changes = [
             {
                 "field": name,
-                "from": revisions.field_state(asset, name),
-                "to": revisions.field_state(revision, name),
+                "from": undo_plan.field_state(asset, name),
+                "to": undo_plan.field_state(revision, name),
             }
             for name in EDITABLE_FIELDS
             if name in chosen
-            and revisions.field_state(asset, name) != revisions.field_state(revision, name)
+            and undo_plan.field_state(asset, name) != undo_plan.field_state(revision, name)
         ]
         report: dict[str, Any] = {
             "asset": asset.pk,

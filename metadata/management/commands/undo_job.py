@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from metadata import jobs, revisions, terminal, undo
+from metadata import jobs, terminal, undo, undo_plan
 from metadata.models import RegenerationJob
 
 
@@ -101,7 +101,7 @@ class Command(BaseCommand):
         reason = undo.refusal(job)
         images, restoring, conflicting = [], 0, 0
         lines = []
-        for plan in revisions.undo_plans(job_id=job.pk, override=override):
+        for plan in undo_plan.undo_plans(job_id=job.pk, override=override):
             entry = {
                 "id": plan.asset_id,
                 "restore": list(plan.restore),
