@@ -200,6 +200,8 @@ def apply_plan(
     model: str = "",
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
+    language: str = "",
+    findings: Sequence[Mapping] = (),
 ) -> MetadataRevision | None:
     """Write a generated result that strategies.plan() allowed. None if nothing changed."""
     revision = _write(
@@ -214,6 +216,8 @@ def apply_plan(
         model=model,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        language=language,
+        findings=list(findings),
     )
     if revision is not None:
         asset.refresh_from_db()
