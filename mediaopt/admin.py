@@ -393,7 +393,8 @@ class MediaAssetAdmin(admin.ModelAdmin):
         if asset_id is not None:
             item = JobItem.objects.active_for_asset(asset_id).select_related("job").first()
             extra_context["panel"] = self.panel_context(request, asset_id, item=item)
-            if self.has_change_permission(request):
+            may_regenerate = self.has_run_regeneration_permission(request)
+            if may_regenerate and self.has_change_permission(request):
                 extra_context["regenerate_url"] = self.asset_url("regenerate", asset_id)
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -554,10 +555,15 @@ class MediaAssetAdmin(admin.ModelAdmin):
             for upload in files
         ]
         imported = [o.asset for o in outcomes if o.status == ingest.IMPORTED and o.asset]
-        job = intake.start_upload_job(
-            asset_ids=[asset.pk for asset in imported], created_by=request.user
+        asset_ids = [asset.pk for asset in imported]
+        job, without_ai = None, None
+        if self.has_run_regeneration_permission(request):
+            job = intake.start_upload_job(asset_ids=asset_ids, created_by=request.user)
+        else:
+            without_ai = intake.write_heuristic_metadata(asset_ids=asset_ids, actor=request.user)
+        summary, level = upload_summary(
+            outcomes, job_id=job.pk if job else None, without_ai=without_ai
         )
-        summary, level = upload_summary(outcomes, job_id=job.pk if job else None)
         self.message_user(request, summary, level)
 
     # --- bulk regeneration ----------------------------------------------------------------
@@ -692,7 +698,11 @@ class MediaAssetAdmin(admin.ModelAdmin):
         asset = self.get_object(request, unquote(object_id))
         if asset is None:
             raise Http404("No such image.")
-        if not self.has_change_permission(request, asset):
+        # A paid call: change permission on the image is not enough.
+        if not (
+            self.has_change_permission(request, asset)
+            and self.has_run_regeneration_permission(request)
+        ):
             raise PermissionDenied
         choice = request.POST.get("manual")
         hand_edited = single.manual_fields(asset)
@@ -1002,7 +1012,10 @@ class MediaAssetAdmin(admin.ModelAdmin):
 
 
 def upload_summary(
-    outcomes: Sequence[ingest.ImportOutcome], *, job_id: int | None = None
+    outcomes: Sequence[ingest.ImportOutcome],
+    *,
+    job_id: int | None = None,
+    without_ai: int | None = None,
 ) -> tuple[str, int]:
     """One line for the whole batch, e.g. "2 images uploaded; their metadata is being
     written — job #7; 1 duplicate skipped (...)".
@@ -1016,6 +1029,14 @@ def upload_summary(
     if job_id is not None:
         whose = "its" if len(imported) == 1 else "their"
         parts.append(f"{whose} metadata is being written — job #{job_id}")
+    if without_ai is not None:
+        # The uploader lacks metadata.run_regeneration: say why there is no AI, and what
+        # came instead (``without_ai`` images got values from the heuristic).
+        parts.append(
+            "no AI metadata, because your account may not start regeneration jobs: "
+            f"{without_ai} of {len(imported)} got metadata from text embedded in the file "
+            "or a telling file name"
+        )
     if duplicates:
         names = "; ".join(
             f"{o.original_name} is already in the library as {o.asset.original_name}"
