@@ -489,7 +489,7 @@ class RegenerationJobAdmin(admin.ModelAdmin):
         come back to the job's page with a message."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not self.may_run(request):
+        if not (self.has_view_permission(request) and self.may_run(request)):
             raise PermissionDenied
         job = self._job(request, object_id)
         try:
@@ -557,7 +557,7 @@ class RegenerationJobAdmin(admin.ModelAdmin):
         """A new ``retry`` job for the failed images; the browser goes to its page."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not self.may_run(request):
+        if not (self.has_view_permission(request) and self.may_run(request)):
             raise PermissionDenied
         job = self._job(request, object_id)
         try:

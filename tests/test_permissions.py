@@ -546,3 +546,18 @@ def test_the_regenerate_button_is_shown_only_to_those_who_may_run_jobs(media_roo
 
     assert regenerate not in client_for(make_user(EDITOR)).get(page).content.decode()
     assert regenerate in client_for(make_user(NO_CREDIT)).get(page).content.decode()
+
+
+@pytest.mark.parametrize("name", ["pause", "resume", "cancel", "retry failed"])
+def test_controlling_a_job_needs_seeing_it_too(name, media_root):
+    """run_regeneration without view permission on jobs: no blind pause or cancel."""
+    user = User.objects.create_user("blind", password=None, is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="run_regeneration"))
+    client = client_for(user)
+    world = build_world(user, media_root)
+    before = snapshot()
+
+    response = ACTIONS[name].post(client, world)
+
+    assert response.status_code == 403
+    assert snapshot() == before
