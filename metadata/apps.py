@@ -22,7 +22,7 @@ def create_recover_schedule(*, using: str = "default", **kwargs) -> None:
     """The every-minute jobs.recover() schedule, created or corrected after each migrate.
 
     A post_migrate handler rather than a data migration: transactional tests flush tables,
-    and this runs again after each flush (NOTES.md).
+    and this runs again after each flush.
     """
     from django_q.models import Schedule
 

@@ -146,12 +146,12 @@ def connection_limit() -> int:
     return max(int(float(value)), 1)
 
 
-def shared_client(*, config: OpenAIConfig, connections: int | None = None) -> openai.OpenAI:
+def shared_client(*, config: OpenAIConfig) -> openai.OpenAI:
     """The process's client for this endpoint, key and timeout, made on first use.
 
     Thread-safe: worker threads share one client (the SDK's clients are safe to share).
     """
-    limit = connection_limit() if connections is None else max(connections, 1)
+    limit = connection_limit()
     base_url = config.base_url or DEFAULT_BASE_URL
     # The key's digest, not the key: the cache's keys may appear in a debugger or a dump.
     key_digest = hashlib.sha256(config.api_key.encode()).hexdigest()
