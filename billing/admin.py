@@ -1,5 +1,9 @@
 """Accounts, the read-only ledger and holds, and "Add credits" (its own permission).
 
+What an account may spend (its plan, its mode, its BYOK monthly cap) is changed only with
+a permission of its own: without it those fields are read-only, and a forged POST cannot
+change them because they are not in the form at all.
+
 The admin never writes credits or keys itself: ledger.py and crypto.py do. An account's
 change form saves only the fields the form changed (``update_fields``), because the
 instance was read at the start of the request and a job may have moved ``balance`` or
@@ -24,6 +28,8 @@ from billing import crypto, ledger
 from billing.models import Account, CreditHold, LedgerEntry, RequestMeter
 
 GRANT_PERMISSION = "billing.grant_credits"
+PLAN_PERMISSION = "billing.change_account_plan"
+PLAN_FIELDS = ("plan", "mode", "byok_monthly_cap_requests")
 
 
 class AccountForm(forms.ModelForm):
@@ -109,6 +115,12 @@ class AccountAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # An account's entries are the record of money: never deleted from a page.
         return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        if request.user.has_perm(PLAN_PERMISSION):
+            return readonly
+        return (*readonly, *PLAN_FIELDS)
 
     def save_model(self, request: HttpRequest, obj: Account, form: Any, change: bool) -> None:
         if change:

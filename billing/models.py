@@ -70,7 +70,10 @@ class Account(models.Model):
 
     class Meta:
         ordering = ["id"]
-        permissions = [("grant_credits", "Can add credits to an account")]
+        permissions = [
+            ("grant_credits", "Can add credits to an account"),
+            ("change_account_plan", "Can change an account's plan, mode and cap"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(balance__gte=models.F("held")),

@@ -98,30 +98,35 @@ class AICall:
     rate_limit: dict[str, str] = field(default_factory=dict)
 
 
-def _openai_config(row: Settings, decision: gate.Decision):
-    from metadata.providers.openai import OpenAIConfig
+def openai_config(*, row: Settings, decision: gate.Decision):
+    """How to reach the model for this decision: model and detail from the Settings row,
+    base URL and timeout from Django's settings, the key the gate chose (server or BYOK)."""
+    from django.conf import settings
 
-    return OpenAIConfig.from_settings(row, api_key=decision.api_key)
+    from metadata.providers.openai import DEFAULT_MODEL, OpenAIConfig
+
+    return OpenAIConfig(
+        api_key=decision.api_key or "",
+        base_url=getattr(settings, "OPENAI_BASE_URL", "") or "",
+        model=row.model or DEFAULT_MODEL,
+        detail=row.detail or "low",
+        timeout=float(getattr(settings, "OPENAI_TIMEOUT", 60.0)),
+    )
 
 
 def rate_limiter(*, row: Settings, decision: gate.Decision) -> ratelimit.Limiter:
     """The shared limiter of the account (key) and model this decision calls."""
-    config = _openai_config(row, decision)
+    config = openai_config(row=row, decision=decision)
     return ratelimit.limiter_for(
         base_url=config.base_url, api_key=config.api_key, model=config.model
     )
 
 
 def estimated_tokens(*, request: DescribeRequest, row: Settings) -> int:
-    """Tokens a provider counts against its per-minute limit for this call, before it is
-    made: the prompt (an image tile at low detail is 85, at high up to a few hundred for a
-    512-px preview; text about 4 characters a token) plus the completion allowance, which
-    OpenAI counts in full when the request arrives."""
-    from metadata.providers.openai import MAX_COMPLETION_TOKENS, SYSTEM_PROMPT
+    """Tokens the provider counts against its per-minute limit for this call."""
+    from metadata.providers import openai as openai_provider
 
-    image = 85 if (row.detail or "low") == "low" else 255
-    text = (len(SYSTEM_PROMPT) + len(request.site_context) + 200) // 4
-    return image + text + MAX_COMPLETION_TOKENS
+    return openai_provider.estimated_tokens(request=request, detail=row.detail)
 
 
 def send_ai_call(*, request: DescribeRequest, row: Settings, decision: gate.Decision) -> AICall:
@@ -130,7 +135,7 @@ def send_ai_call(*, request: DescribeRequest, row: Settings, decision: gate.Deci
     from metadata.providers.openai import OpenAIProvider
 
     try:
-        provider = OpenAIProvider(_openai_config(row, decision))
+        provider = OpenAIProvider(openai_config(row=row, decision=decision))
     except ProviderError as error:
         return AICall(error=error)
     try:

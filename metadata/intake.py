@@ -3,6 +3,8 @@ import for their metadata.
 
 The files themselves are imported in the request or command (library.ingest, fast); the
 provider calls happen in the job, on a cluster or inline, never in a web request.
+An uploader who may not start regeneration jobs may not spend on AI either: their files
+get the heuristic's metadata at once (no job, no provider, no credits).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from typing import BinaryIO
 
 from django.db import transaction
 
+from billing import gate
 from mediaopt.library import images, ingest
+from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
-from metadata import jobs, revisions, schema
+from metadata import generation, jobs, revisions, schema
 from metadata.models import JobKind, JobQueue, RegenerationJob, Settings
 
 
@@ -69,3 +73,24 @@ def start_upload_job(*, asset_ids: list[int], created_by=None) -> RegenerationJo
         if job is not None:
             jobs.enqueue(job)
     return job
+
+
+def write_heuristic_metadata(*, asset_ids: list[int], actor=None) -> int | None:
+    """Metadata from text embedded in the files and telling file names only, written now.
+
+    Returns how many images got a new revision, or None when the settings turn generation
+    on upload off (nothing was to be written). The heuristic reads no network and costs
+    nothing, so it runs in the request instead of a job.
+    """
+    row = Settings.objects.current()
+    if not asset_ids or not row.generate_on_upload:
+        return None
+    options = generation.GenerationOptions.from_settings(row, work=gate.WorkKind.UPLOAD)
+    written = 0
+    for asset in MediaAsset.objects.filter(pk__in=asset_ids).order_by("pk"):
+        result = generation.describe_with_heuristic(asset=asset, row=row, options=options)
+        outcome = generation.write_result(
+            asset=asset, result=result, source=Source.HEURISTIC, options=options, actor=actor
+        )
+        written += outcome.revision is not None
+    return written

@@ -23,6 +23,7 @@ from mediaopt.library.admin import page_context
 from metadata import bulk
 from metadata.admin.common import (
     job_link,
+    may_run,
 )
 from metadata.forms import BulkOptionsForm
 from metadata.models import (
@@ -54,7 +55,8 @@ class BulkActionMixin:
         ]
 
     def has_run_regeneration_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("metadata.run_regeneration")
+        # The name Django's action machinery asks for, from permissions=["run_regeneration"].
+        return may_run(request)
 
     @admin.action(permissions=["run_regeneration"], description="Regenerate metadata with AI")
     def regenerate_with_ai(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
@@ -71,7 +73,7 @@ class BulkActionMixin:
         """POST from the settings page: a draft over every image, or those missing alt text."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not self.has_run_regeneration_permission(request):
+        if not may_run(request):
             raise PermissionDenied
         scope = request.POST.get("scope", bulk.ALL)
         if scope not in bulk.NAMED_SCOPES:
@@ -84,7 +86,7 @@ class BulkActionMixin:
     def regenerate_bulk_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
         """GET: the confirmation page for a draft. POST "_preview": the same page with the
         chosen options; POST "_confirm" or "_try_first": bulk.confirm, then the changelist."""
-        if not self.has_run_regeneration_permission(request):
+        if not may_run(request):
             raise PermissionDenied
         job = RegenerationJob.objects.filter(pk=job_id, kind=JobKind.BULK).first()
         if job is None or (job.created_by_id != request.user.pk and not request.user.is_superuser):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -21,6 +22,11 @@ UNDO_PERMISSION = "mediaopt.change_mediaasset"
 STOP_POLLING = 286
 # How many jobs the settings page lists, and the library's "changed by job" filter offers.
 RECENT_JOBS = 10
+
+
+def may_run(request: HttpRequest) -> bool:
+    """Whether the user may start and control jobs: anything that can make a paid call."""
+    return request.user.has_perm(RUN_PERMISSION)
 
 
 def job_link(job: RegenerationJob) -> str:

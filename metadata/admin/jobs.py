@@ -26,9 +26,8 @@ from mediaopt.library.admin import page_context
 from mediaopt.library.models import MediaAsset
 from metadata import jobs, undo
 from metadata.admin.common import (
-    RUN_PERMISSION,
     STOP_POLLING,
-    UNDO_PERMISSION,
+    may_run,
 )
 from metadata.admin.undo import UndoMixin
 from metadata.models import (
@@ -106,12 +105,6 @@ class RegenerationJobAdmin(UndoMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def may_run(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(RUN_PERMISSION)
-
-    def may_undo(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(UNDO_PERMISSION)
-
     # --- the job's page -----------------------------------------------------------------
 
     def get_urls(self) -> list[URLPattern]:
@@ -154,7 +147,7 @@ class RegenerationJobAdmin(UndoMixin, admin.ModelAdmin):
         """
         summary = jobs.job_summary(job)
         state = job.state
-        may_run = self.may_run(request)
+        runs = may_run(request)
         return {
             "job": job,
             "summary": summary,
@@ -164,11 +157,11 @@ class RegenerationJobAdmin(UndoMixin, admin.ModelAdmin):
                 for name in ("progress", "pause", "resume", "cancel", "retry_failed")
             },
             "controls": {
-                "pause": may_run and state in {JobState.QUEUED, JobState.RUNNING},
-                "resume": may_run and state == JobState.PAUSED,
-                "cancel": may_run and state not in jobs.FINAL_JOB_STATES,
+                "pause": runs and state in {JobState.QUEUED, JobState.RUNNING},
+                "resume": runs and state == JobState.PAUSED,
+                "cancel": runs and state not in jobs.FINAL_JOB_STATES,
                 # An undo's failures are undone by undoing its job again (jobs.retry_failed).
-                "retry_failed": may_run
+                "retry_failed": runs
                 and summary.final
                 and summary.progress.failed > 0
                 and job.kind != JobKind.UNDO,
@@ -252,7 +245,7 @@ class RegenerationJobAdmin(UndoMixin, admin.ModelAdmin):
         come back to the job's page with a message."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not self.may_run(request):
+        if not (self.has_view_permission(request) and may_run(request)):
             raise PermissionDenied
         job = self._job(request, object_id)
         try:
@@ -287,11 +280,7 @@ class RegenerationJobAdmin(UndoMixin, admin.ModelAdmin):
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Asks first: the htmx button confirms in the browser and says so; a plain form
         gets a confirmation page."""
-        if (
-            request.method == "POST"
-            and request.POST.get("confirm") != "yes"
-            and self.may_run(request)
-        ):
+        if request.method == "POST" and request.POST.get("confirm") != "yes" and may_run(request):
             job = self._job(request, object_id)
             context = page_context(
                 self,
@@ -318,7 +307,7 @@ class RegenerationJobAdmin(UndoMixin, admin.ModelAdmin):
         """A new ``retry`` job for the failed images; the browser goes to its page."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not self.may_run(request):
+        if not (self.has_view_permission(request) and may_run(request)):
             raise PermissionDenied
         job = self._job(request, object_id)
         try:

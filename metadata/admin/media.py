@@ -24,6 +24,7 @@ from metadata.admin.bulk import BulkActionMixin
 from metadata.admin.change_form import MetadataChangeFormMixin
 from metadata.admin.common import (
     RECENT_JOBS,
+    may_run,
 )
 from metadata.admin.history import HistoryMixin
 from metadata.admin.regenerate import RegenerateMixin
@@ -134,15 +135,23 @@ class MediaAssetAdmin(
             for upload in files
         ]
         imported = [o.asset for o in outcomes if o.status == ingest.IMPORTED and o.asset]
-        job = intake.start_upload_job(
-            asset_ids=[asset.pk for asset in imported], created_by=request.user
+        asset_ids = [asset.pk for asset in imported]
+        job, without_ai = None, None
+        if may_run(request):
+            job = intake.start_upload_job(asset_ids=asset_ids, created_by=request.user)
+        else:
+            without_ai = intake.write_heuristic_metadata(asset_ids=asset_ids, actor=request.user)
+        summary, level = upload_summary(
+            outcomes, job_id=job.pk if job else None, without_ai=without_ai
         )
-        summary, level = upload_summary(outcomes, job_id=job.pk if job else None)
         self.message_user(request, summary, level)
 
 
 def upload_summary(
-    outcomes: Sequence[ingest.ImportOutcome], *, job_id: int | None = None
+    outcomes: Sequence[ingest.ImportOutcome],
+    *,
+    job_id: int | None = None,
+    without_ai: int | None = None,
 ) -> tuple[str, int]:
     """One line for the whole batch, e.g. "2 images uploaded; their metadata is being
     written — job #7; 1 duplicate skipped (...)".
@@ -156,6 +165,14 @@ def upload_summary(
     if job_id is not None:
         whose = "its" if len(imported) == 1 else "their"
         parts.append(f"{whose} metadata is being written — job #{job_id}")
+    if without_ai is not None:
+        # The uploader lacks metadata.run_regeneration: say why there is no AI, and what
+        # came instead (``without_ai`` images got values from the heuristic).
+        parts.append(
+            "no AI metadata, because your account may not start regeneration jobs: "
+            f"{without_ai} of {len(imported)} got metadata from text embedded in the file "
+            "or a telling file name"
+        )
     if duplicates:
         names = "; ".join(
             f"{o.original_name} is already in the library as {o.asset.original_name}"

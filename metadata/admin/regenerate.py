@@ -32,6 +32,7 @@ from mediaopt.library.models import MediaAsset
 from metadata import single
 from metadata.admin.common import (
     STOP_POLLING,
+    may_run,
 )
 from metadata.models import (
     ACTIVE_ITEM_STATES,
@@ -76,7 +77,8 @@ class RegenerateMixin:
         if asset_id is not None:
             item = JobItem.objects.active_for_asset(asset_id).select_related("job").first()
             extra_context["panel"] = self.panel_context(request, asset_id, item=item)
-            if self.has_change_permission(request):
+            may_regenerate = may_run(request)
+            if may_regenerate and self.has_change_permission(request):
                 extra_context["regenerate_url"] = self.view_url("regenerate", asset_id)
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -110,7 +112,8 @@ class RegenerateMixin:
         asset = self.get_object(request, unquote(object_id))
         if asset is None:
             raise Http404("No such image.")
-        if not self.has_change_permission(request, asset):
+        # A paid call: change permission on the image is not enough.
+        if not (self.has_change_permission(request, asset) and may_run(request)):
             raise PermissionDenied
         choice = request.POST.get("manual")
         hand_edited = single.manual_fields(asset)

@@ -23,6 +23,7 @@ from mediaopt.library.fields import (
 from mediaopt.library.models import MediaAsset
 from metadata import undo
 from metadata.admin.common import (
+    UNDO_PERMISSION,
     job_link,
 )
 from metadata.models import (
@@ -41,6 +42,9 @@ class UndoMixin:
     """For RegenerationJobAdmin: the Undo button, its confirmation and the undo's result."""
 
     undo_template = "admin/metadata/regenerationjob/undo_confirmation.html"
+
+    def may_undo(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(UNDO_PERMISSION)
 
     def undo_control(self, request: HttpRequest, job: RegenerationJob) -> dict[str, Any] | None:
         """The Undo button, or why there is none; nothing for those who may not undo, nor

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import hashlib
 import json
+import os
 import re
+import threading
 import time
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpx2
 import openai
 
 from mediaopt.library.fields import FIELDS
@@ -28,9 +33,6 @@ from metadata.providers.base import (
     ErrorKind,
     ProviderError,
 )
-
-if TYPE_CHECKING:
-    from metadata.models import Settings
 
 NAME = "openai"
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -106,7 +108,8 @@ _KEY_LIKE = re.compile(r"\b(?:sk|pk|rk|key)-[A-Za-z0-9_\-*.]{4,}", re.IGNORECASE
 
 @dataclass(frozen=True)
 class OpenAIConfig:
-    """How to reach the model. ``repr`` never shows the key (it ends up in logs)."""
+    """How to reach the model, built by the caller. ``repr`` never shows the key (it ends
+    up in logs)."""
 
     api_key: str = field(repr=False)
     base_url: str = ""
@@ -114,22 +117,91 @@ class OpenAIConfig:
     detail: str = "low"
     timeout: float = 60.0
 
-    @classmethod
-    def from_settings(cls, settings_row: Settings, *, api_key: str | None = None) -> OpenAIConfig:
-        """Model and detail from the Settings row; key, base URL and timeout from Django.
 
-        ``api_key`` overrides the server's OPENAI_API_KEY (an account's own key, BYOK).
-        """
-        from django.conf import settings
+# -- one client per process, endpoint, key and timeout ---------------------------------------
+#
+# A client owns a connection pool: one per call meant a new socket (and, against the real
+# API, a TLS handshake) per image, left open until the garbage collector came by. Shared
+# clients keep connections alive between calls, and a pool no larger than the number of
+# calls a runner has in flight keeps the process's sockets bounded.
 
-        key = api_key if api_key is not None else getattr(settings, "OPENAI_API_KEY", "")
-        return cls(
-            api_key=key or "",
-            base_url=getattr(settings, "OPENAI_BASE_URL", "") or "",
-            model=settings_row.model or DEFAULT_MODEL,
-            detail=settings_row.detail or "low",
-            timeout=float(getattr(settings, "OPENAI_TIMEOUT", 60.0)),
+DEFAULT_CONCURRENCY = 4
+# Enough for the installation's key and a handful of BYOK keys; an evicted client is
+# not closed (a thread may still be using it), its sockets go with it once unreferenced.
+MAX_CLIENTS = 32
+
+_clients: OrderedDict[tuple, openai.OpenAI] = OrderedDict()
+_clients_lock = threading.Lock()
+
+
+def connection_limit() -> int:
+    """Calls one runner makes at once: the setting, else the environment (how tests and
+    benchmarks configure subprocesses), else 4. The runner's own concurrency reads it
+    the same way, so the pool never makes its threads queue."""
+    from django.conf import settings
+
+    value = getattr(settings, "MEDIAOPT_JOB_CONCURRENCY", None)
+    if value is None:
+        value = os.environ.get("MEDIAOPT_JOB_CONCURRENCY") or DEFAULT_CONCURRENCY
+    return max(int(float(value)), 1)
+
+
+def shared_client(*, config: OpenAIConfig) -> openai.OpenAI:
+    """The process's client for this endpoint, key and timeout, made on first use.
+
+    Thread-safe: worker threads share one client (the SDK's clients are safe to share).
+    """
+    limit = connection_limit()
+    base_url = config.base_url or DEFAULT_BASE_URL
+    # The key's digest, not the key: the cache's keys may appear in a debugger or a dump.
+    key_digest = hashlib.sha256(config.api_key.encode()).hexdigest()
+    cache_key = (base_url, key_digest, float(config.timeout), limit)
+    with _clients_lock:
+        client = _clients.get(cache_key)
+        if client is not None:
+            _clients.move_to_end(cache_key)
+            return client
+        client = openai.OpenAI(
+            api_key=config.api_key,
+            base_url=base_url,
+            timeout=config.timeout,
+            max_retries=0,  # our retry policy is the only one: the SDK's would triple calls
+            http_client=openai.DefaultHttpxClient(
+                timeout=config.timeout,
+                limits=httpx2.Limits(max_connections=limit, max_keepalive_connections=limit),
+            ),
         )
+        _clients[cache_key] = client
+        while len(_clients) > MAX_CLIENTS:
+            _clients.popitem(last=False)
+        return client
+
+
+def forget_clients() -> None:
+    """Drop every cached client (their sockets close once unreferenced)."""
+    with _clients_lock:
+        _clients.clear()
+
+
+def _after_fork_in_child() -> None:
+    # django-q2 forks its workers: a child must not share the parent's sockets, and a
+    # lock another thread held at the fork would never be released here.
+    global _clients_lock
+    _clients_lock = threading.Lock()
+    _clients.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def estimated_tokens(*, request: DescribeRequest, detail: str = "low") -> int:
+    """Tokens OpenAI counts against its per-minute limit for this call, before it is made:
+    the prompt (an image tile at low detail is 85, at high up to a few hundred for a
+    512-px preview; text about 4 characters a token) plus the completion allowance, which
+    OpenAI counts in full when the request arrives."""
+    image = 85 if (detail or "low") == "low" else 255
+    text = (len(SYSTEM_PROMPT) + len(request.site_context) + 200) // 4
+    return image + text + MAX_COMPLETION_TOKENS
 
 
 class OpenAIProvider:
@@ -143,12 +215,7 @@ class OpenAIProvider:
             # handle: a person must configure a key.
             raise ProviderError("No OpenAI API key is configured.", kind=ErrorKind.AUTH)
         self.config = config
-        self.client = client or openai.OpenAI(
-            api_key=config.api_key,
-            base_url=config.base_url or DEFAULT_BASE_URL,
-            timeout=config.timeout,
-            max_retries=0,  # our retry policy is the only one (NOTES.md: SDK retries x3)
-        )
+        self.client = client or shared_client(config=config)
         # x-ratelimit-* headers of the last answer (success or error), for the limiter.
         self.last_rate_limit: dict[str, str] = {}
 

@@ -135,3 +135,56 @@ def test_bad_key_in_the_form_is_a_form_error(acct, admin_client):
     assert "spaces or control characters" in response.content.decode()
     acct.refresh_from_db()
     assert not acct.has_api_key
+
+
+# -- plan, mode and cap: a permission of their own ---------------------------------------
+
+FORGED = {"name": "Renamed", "plan": "agency", "mode": "byok", "byok_monthly_cap_requests": 9}
+
+
+def test_without_the_plan_permission_plan_mode_and_cap_are_read_only(acct, django_user_model):
+    acct.plan, acct.mode = "pro", "bundled"
+    acct.save()
+    client = staff(
+        django_user_model, "billing.view_account", "billing.change_account", "billing.grant_credits"
+    )
+    page = client.get(change_url(acct)).content.decode()
+    assert 'name="name"' in page
+    assert 'name="plan"' not in page and 'name="mode"' not in page
+    assert 'name="byok_monthly_cap_requests"' not in page
+
+    response = client.post(change_url(acct), FORGED)
+
+    assert response.status_code == 302  # the name is theirs to change; the rest is not
+    acct.refresh_from_db()
+    assert (acct.name, acct.plan, acct.mode, acct.byok_monthly_cap_requests) == (
+        "Renamed",
+        "pro",
+        "bundled",
+        None,
+    )
+    # Granting credits keeps its own permission, untouched by this one.
+    assert client.post(grant_url(acct), {"amount": 5, "reason": "x"}).status_code == 302
+
+
+def test_the_plan_permission_lets_plan_mode_and_cap_change(acct, django_user_model):
+    client = staff(
+        django_user_model,
+        "billing.view_account",
+        "billing.change_account",
+        "billing.change_account_plan",
+    )
+    assert 'name="plan"' in client.get(change_url(acct)).content.decode()
+
+    assert client.post(change_url(acct), FORGED).status_code == 302
+
+    acct.refresh_from_db()
+    assert (acct.plan, acct.mode, acct.byok_monthly_cap_requests) == ("agency", "byok", 9)
+    # And it is not the credit permission.
+    assert client.post(grant_url(acct), {"amount": 5, "reason": "x"}).status_code == 403
+    assert LedgerEntry.objects.count() == 0
+
+
+def test_the_plan_permission_exists_after_migrate():
+    perm = Permission.objects.get(content_type__app_label="billing", codename="change_account_plan")
+    assert perm.name == "Can change an account's plan, mode and cap"

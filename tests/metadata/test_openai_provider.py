@@ -16,17 +16,22 @@ import base64
 import io
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from billing.gate import Decision, Mode
 from mediaopt.library.fields import FIELDS
+from metadata import generation
 from metadata.models import Settings
 from metadata.providers.base import DescribeRequest, ErrorKind, ProviderError
 from metadata.providers.openai import (
+    MAX_COMPLETION_TOKENS,
     METADATA_SCHEMA,
     OpenAIConfig,
     OpenAIProvider,
+    estimated_tokens,
     redact,
     retry_after_seconds,
 )
@@ -357,14 +362,17 @@ def test_unreachable_base_url_is_transient():
     assert "Could not connect" in caught.value.reason
 
 
+def bundled(key: str) -> Decision:
+    return Decision(mode=Mode.AI_BUNDLED, reason="test", api_key=key)
+
+
 @network
-def test_from_settings_uses_django_settings_and_the_settings_row(fake_openai, settings):
-    settings.OPENAI_API_KEY = FAKE_API_KEY
+def test_the_caller_builds_the_config_from_django_settings_and_the_row(fake_openai, settings):
     settings.OPENAI_BASE_URL = fake_openai.base_url
     settings.OPENAI_TIMEOUT = 7.5
     row = Settings(model="gpt-4.1-mini", detail="high")
 
-    config = OpenAIConfig.from_settings(row)
+    config = generation.openai_config(row=row, decision=bundled(FAKE_API_KEY))
     OpenAIProvider(config).describe(make_request())
 
     assert config == OpenAIConfig(
@@ -380,21 +388,39 @@ def test_from_settings_uses_django_settings_and_the_settings_row(fake_openai, se
     assert received.image_detail == "high"
 
 
-def test_from_settings_prefers_the_accounts_own_key(settings):
+def test_the_config_takes_the_key_the_gate_chose(settings):
     settings.OPENAI_API_KEY = "sk-server"
-    config = OpenAIConfig.from_settings(Settings(), api_key="sk-byok")
+    config = generation.openai_config(
+        row=Settings(), decision=Decision(mode=Mode.AI_BYOK, reason="own", api_key="sk-byok")
+    )
 
     assert config.api_key == "sk-byok"
     assert config.base_url == ""
 
 
-def test_no_key_is_an_auth_error_before_any_request(settings):
-    settings.OPENAI_API_KEY = ""
+def test_the_provider_module_never_reads_the_settings_row():
+    import metadata.providers.openai as module
 
+    source = Path(module.__file__).read_text(encoding="utf-8")
+    assert "metadata.models" not in source and "Settings" not in source
+
+
+def test_no_key_is_an_auth_error_before_any_request():
     with pytest.raises(ProviderError) as caught:
-        OpenAIProvider(OpenAIConfig.from_settings(Settings()))
+        OpenAIProvider(generation.openai_config(row=Settings(), decision=bundled("")))
 
     assert caught.value.kind == ErrorKind.AUTH
+
+
+def test_token_estimate_counts_prompt_image_and_completion_allowance():
+    plain = estimated_tokens(request=make_request(), detail="low")
+    longer = estimated_tokens(request=make_request(site_context="x" * 400), detail="low")
+    high = estimated_tokens(request=make_request(), detail="high")
+
+    assert plain > MAX_COMPLETION_TOKENS + 85
+    assert longer - plain == 100
+    assert high - plain == 170
+    assert generation.estimated_tokens(request=make_request(), row=Settings(detail="high")) == high
 
 
 def test_config_repr_hides_the_key():
