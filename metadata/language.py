@@ -1,0 +1,116 @@
+"""Languages: BCP 47 tags validated and named ("de" -> "German (de)"), per-script length
+limits, and detection of the language of a short text.
+
+Detection uses lingua (its models ship in the wheel; nothing is downloaded). The
+detector is built once per process, on first use, for ``DETECTABLE`` only: every language
+loaded costs memory (about 20 MB each) and makes short texts more ambiguous. A text whose
+best guess is not clearly ahead of the second (``MIN_RELATIVE_DISTANCE``) is "unknown",
+and "unknown" is never a finding.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import langcodes
+import regex
+
+UNKNOWN = "unknown"
+DETECTABLE: tuple[str, ...] = (
+    "en", "de", "fr", "es", "it", "pt", "nl", "pl", "sv", "da", "tr", "ru", "ar", "ja", "zh", "ko",
+)  # fmt: skip
+MIN_RELATIVE_DISTANCE = 0.25
+# Below this many letters even lingua guesses; a two-word title is not evidence.
+MIN_LETTERS = 12
+MIN_LETTERS_CJK = 4
+CJK_LANGUAGES = frozenset({"zh", "ja", "ko"})
+
+
+@dataclass(frozen=True)
+class AltLimits:
+    """Alt text lengths in user-perceived characters: over ``max`` is an error, over
+    ``target`` a warning, under ``min`` a warning."""
+
+    max: int
+    target: int
+    min: int
+
+
+LATIN_LIMITS = AltLimits(max=150, target=125, min=10)
+# A Han or kana character carries about a word: the same description is about half as long.
+CJK_LIMITS = AltLimits(max=80, target=60, min=4)
+
+
+def normalize_tag(tag: str) -> str:
+    """A valid BCP 47 tag in its standard form ("pt_br" -> "pt-BR"); ValueError if not."""
+    cleaned = (tag or "").strip().replace("_", "-")
+    if not cleaned:
+        raise ValueError("A language tag is required (for example de or pt-BR).")
+    try:
+        standard = langcodes.standardize_tag(cleaned)
+    except (ValueError, langcodes.LanguageTagError) as exc:
+        raise ValueError(f"{tag!r} is not a language tag (for example de or pt-BR).") from exc
+    if not langcodes.tag_is_valid(standard) or not langcodes.Language.get(standard).is_valid():
+        raise ValueError(f"{tag!r} is not a language tag (for example de or pt-BR).")
+    return standard
+
+
+def base_language(tag: str) -> str:
+    """The language subtag: "pt-BR" -> "pt", "zh-Hant" -> "zh"; "" for a bad tag."""
+    try:
+        return langcodes.Language.get(normalize_tag(tag)).language or ""
+    except ValueError:
+        return ""
+
+
+def display_name(tag: str) -> str:
+    """ "de" -> "German (de)", "pt-BR" -> "Portuguese (Brazil) (pt-BR)", in English."""
+    standard = normalize_tag(tag)
+    return f"{langcodes.Language.get(standard).display_name('en')} ({standard})"
+
+
+def alt_limits(tag: str) -> AltLimits:
+    return CJK_LIMITS if base_language(tag) in CJK_LANGUAGES else LATIN_LIMITS
+
+
+def detect(text: str) -> str:
+    """The ISO 639-1 code of a short text's language, or ``UNKNOWN`` when unsure."""
+    letters = regex.findall(r"\p{L}", text)
+    cjk = sum(
+        bool(regex.match(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]", ch)) for ch in letters
+    )
+    if len(letters) < MIN_LETTERS and not (cjk and len(letters) >= MIN_LETTERS_CJK):
+        return UNKNOWN
+    found = _detector().detect_language_of(text)
+    if found is None:
+        return UNKNOWN
+    return found.iso_code_639_1.name.lower()
+
+
+def differs(text: str, *, language: str) -> str | None:
+    """The detected language when it is clearly not ``language``, else None."""
+    asked = base_language(language)
+    if not asked:
+        return None
+    found = detect(text)
+    if found in (UNKNOWN, asked) or _same_family(found, asked):
+        return None
+    return found
+
+
+def _same_family(found: str, asked: str) -> bool:
+    # Norwegian and Danish share their written words; macrolanguage tags share their code.
+    return {found, asked} <= {"da", "nb", "nn", "no"}
+
+
+@functools.cache
+def _detector():
+    from lingua import IsoCode639_1, LanguageDetectorBuilder
+
+    codes = [getattr(IsoCode639_1, code.upper()) for code in DETECTABLE]
+    return (
+        LanguageDetectorBuilder.from_iso_codes_639_1(*codes)
+        .with_minimum_relative_distance(MIN_RELATIVE_DISTANCE)
+        .build()
+    )
