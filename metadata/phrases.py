@@ -241,7 +241,7 @@ STOP_WORDS: dict[str, frozenset[str]] = {
         "it": "il lo la i gli le un uno una di del della dei delle e o in a al alla con per su "
         "sul sulla è sono questo questa mio suo",
         "pt": "o a os as um uma de do da dos das e ou em no na nos nas com por para sobre é "
-        "são este esta meu seu sua",
+        "este esta meu seu sua",
         "nl": "de het een en of van in op aan met voor bij uit over onder is zijn dit dat deze "
         "mijn zijn haar",
         "ru": "и в во на с со по из у к о об от до для за под над при это как а но",

@@ -132,7 +132,7 @@ def split_keywords(value: object) -> list[str]:
     for item in items:
         keyword = plain_text(item).strip(" .#")
         keyword = text.fit(keyword, limit=KEYWORD_MAX).text
-        folded = keyword.casefold()
+        folded = text.fold(keyword)
         if not keyword or folded in seen or quality.is_generic_keyword(keyword):
             continue
         seen.add(folded)

@@ -70,6 +70,12 @@ def length(text: str) -> int:
     return len(graphemes(unicodedata.normalize("NFC", text)))
 
 
+def fold(value: str) -> str:
+    """A key for comparing words regardless of case: "İstanbul" and "istanbul" match
+    (casefold alone leaves a combining dot on the Turkish capital I)."""
+    return unicodedata.normalize("NFC", value.casefold().replace("i\u0307", "i"))
+
+
 def is_cjk_text(text: str) -> bool:
     """Mostly Han, kana or Hangul: such text has no spaces between words."""
     letters = [ch for ch in text if ch.isalpha()]
