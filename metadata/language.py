@@ -91,8 +91,8 @@ def detect(text: str) -> str:
 def differs(text: str, *, language: str) -> str | None:
     """The detected language when it is clearly not ``language``, else None."""
     asked = base_language(language)
-    if not asked:
-        return None
+    if asked not in DETECTABLE:
+        return None  # the detector would name the nearest language it knows
     found = detect(text)
     if found in (UNKNOWN, asked) or _same_family(found, asked):
         return None

@@ -200,7 +200,8 @@ CREDITS: tuple[regex.Pattern[str], ...] = tuple(
         r"\balle\s+rechte\s+vorbehalten\b|\btous\s+droits\s+réservés\b",
         r"\btodos\s+los\s+derechos\s+reservados\b|\btutti\s+i\s+diritti\s+riservati\b",
         r"\btodos\s+os\s+direitos\s+reservados\b|\balle\s+rechten\s+voorbehouden\b",
-        r"\b(?:photo|image|picture|foto|bild)\s*(?:credit|by|von|de|di|door)\s*:?\s+\p{Lu}",
+        # "Photo by Jane Doe", "Foto von Max Muster", but not "Foto von einer Katze".
+        r"\b(?:photo|image|picture|foto|bild)\s*(?:credit|by|von|de|di|door)\s*:?\s+(?-i:\p{Lu})",
         r"\b(?:credits?|bildnachweis|crédit|crédito|credito|fotograf|photographer)\s*:",
         r"\bcourtesy\s+of\b",
         rf"\b(?:{STOCK_SITES})\b",

@@ -14,6 +14,7 @@ Rule codes (stable: stored with revisions, counted per rule, filtered on):
     alt.duplicate      warning  the same alt text on five or more images (needs the count)
     caption.same_as_alt warning caption repeats the alt text, so a reader hears it twice
     text.length        error    title, caption or description over its field's limit
+    text.overflow      error    the answer did not fit and was shortened at a boundary
     text.filename      error    a file name or camera file code ("IMG_1234.jpg")
     text.file_facts    error    dimensions, formats, sizes ("1920x1080 JPEG", "72 dpi")
     text.camera        error    a camera name ("Canon EOS 5D", "Shot on iPhone 12")
@@ -182,13 +183,25 @@ def lint(
     language: str,
     is_decorative: bool,
     image_type: str | None = None,
+    overflow: Mapping[str, str] | None = None,
 ) -> Findings:
     """Check each value present in ``values`` (absent fields are not checked).
 
-    ``image_type`` is accepted for rules that depend on it; a logo's alt text may be a
-    short name, so "alt.short" does not apply to logos and icons.
+    ``image_type``: a logo's or icon's alt text may be a short name, so "alt.short" does
+    not apply to them. ``overflow`` is ``schema.clean``'s text that did not fit: a value
+    fitted at a boundary is complete but shorter than the answer, so it is asked again.
     """
     found: list[Finding] = []
+    for name, rest in (overflow or {}).items():
+        if rest:
+            found.append(
+                _f(
+                    name,
+                    "text.overflow",
+                    "error",
+                    f"The answer was too long; {text.length(rest)} characters did not fit.",
+                )
+            )
     limits = languages.alt_limits(language)
     alt = _nfc(values.get("alt_text", ""))
     if "alt_text" in values:
@@ -350,6 +363,20 @@ def _keyword_rules(value: str) -> list[Finding]:
             )
         )
     return found
+
+
+def is_noise(value: str) -> bool:
+    """Text never to copy into metadata: placeholders, refusals, meta text, instructions,
+    file names and facts, camera names, addresses, promotion and credit lines."""
+    value = _nfc(value)
+    if not value:
+        return False
+    groups = (phrases.REFUSALS, phrases.META, phrases.INSTRUCTIONS, phrases.PROMOTION)
+    return (
+        _is_placeholder(value)
+        or any(p.search(value) for group in (*groups, phrases.CREDITS) for p in group)
+        or any(p.search(value) for p in (_FILENAME, _FILE_FACTS, _CAMERA, _URL, _EMAIL, _PHONE))
+    )
 
 
 def is_generic_keyword(keyword: str) -> bool:

@@ -27,10 +27,13 @@ _HIDDEN_CONTENT = regex.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", regex.S |
 _ENTITY = regex.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _WS = regex.compile(r"\s+")
 _MD_LINK = regex.compile(r"!?\[([^\]\n]*)\]\([^)\s]*\)")
-_MD_EMPHASIS = regex.compile(r"(\*\*|__|\*|`+)(?=\S)(.+?)(?<=\S)\1")
+_MD_EMPHASIS = regex.compile(
+    r"(\*\*|__|\*|`+)(?=\S)(.+?)(?<=\S)\1|(?<!\w)(_)(?=\S)(.+?)(?<=\S)_(?!\w)"
+)
 _MD_STRONG_OR_CODE = regex.compile(r"(\*\*|__)(?=\S).+?(?<=\S)\1|`[^`\n]+`")
 _MD_LINE_START = regex.compile(r"^(?:#{1,6}\s+|>\s+|[-*+•]\s+)")
 _SENTENCE_END = regex.compile(r"[.!?…](?=[\s\"'”’»)]|$)|[。！？]")
+_CUT_PUNCTUATION = " ,;:-–—、，；："
 _CJK_CLAUSE = regex.compile(r"[，、；：,;:]")
 _CJK = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
 _EMOJI_GRAPHEME = regex.compile(
@@ -108,7 +111,7 @@ def has_markdown(text: str) -> bool:
 
 def strip_markdown(text: str) -> str:
     text = _MD_LINK.sub(r"\1", text)
-    text = _MD_EMPHASIS.sub(r"\2", text)
+    text = _MD_EMPHASIS.sub(lambda m: m.group(2) or m.group(4), text)
     return _MD_LINE_START.sub("", text)
 
 
@@ -170,8 +173,8 @@ def fit(text: str, *, limit: int) -> Fitted:
     following = clusters[limit]
     floor = len("".join(clusters[: limit // 2]))
     cut = _boundary(head, following=following, floor=floor, cjk=is_cjk_text(text))
-    kept = head[:cut].rstrip(" ,;:-–—、，；：")
-    return Fitted(kept, text[len(kept) :].strip())
+    kept = head[:cut].rstrip(_CUT_PUNCTUATION)
+    return Fitted(kept, text[len(kept) :].strip().lstrip(_CUT_PUNCTUATION))
 
 
 def _boundary(head: str, *, following: str, floor: int, cjk: bool) -> int:
