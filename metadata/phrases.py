@@ -80,7 +80,7 @@ REFUSALS: tuple[regex.Pattern[str], ...] = tuple(
     regex.compile(p, _F)
     for p in (
         r"\bas\s+an\s+ai\b",
-        r"\b(?:large\s+)?language\s+model\b",
+        r"\bai\s+language\s+model\b",
         r"^(?:i['’]m|i\s+am)\s+(?:sorry|afraid|unable|not\s+able)\b",
         r"^sorry,?\s+(?:i|but)\b",
         r"^i\s+(?:can(?:no|['’])t|cannot|apologi[sz]e|won['’]t\s+be\s+able)\b",
@@ -163,8 +163,8 @@ LOREM = regex.compile(r"^\s*lorem\s+ipsum\b", _F)
 PROMOTION: tuple[regex.Pattern[str], ...] = tuple(
     regex.compile(p, _F)
     for p in (
-        r"\bbuy\b",
-        r"\bcheap(?:est)?\b",
+        r"\bbuy\s+(?:now|online|today|here|cheap|\d)",
+        r"\bcheap(?:est)?\s+(?:\w+\s+)?(?:at|from|online|here|now|prices?|deals?)\b",
         r"\bdiscounts?\b",
         r"\bclick\s+here\b",
         r"\b(?:shop|order|call|book|subscribe)\s+now\b",
@@ -217,13 +217,13 @@ MADE_WITH = regex.compile(
 DANGLING_WORDS: frozenset[str] = frozenset(
     str.split(
         """
-    and or the a an of with to in on at for from by but
-    und oder der die das ein eine mit von im am zu für
+    and or the an of with to for from by but
+    und oder der die das ein eine mit von zu für
     et ou le la les un une de des du avec pour au
-    y o el los las una del con para en
-    e il lo gli di per
-    os as um uma do da com em
-    en het een van met voor op
+    el los las una del con para
+    il lo gli di per
+    os um uma com
+    het een van met voor
     """
     )
 )

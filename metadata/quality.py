@@ -17,7 +17,7 @@ Rule codes (stable: stored with revisions, counted per rule, filtered on):
     text.overflow      error    the answer did not fit and was shortened at a boundary
     text.filename      error    a file name or camera file code ("IMG_1234.jpg")
     text.file_facts    error    dimensions, formats, sizes ("1920x1080 JPEG", "72 dpi")
-    text.camera        error    a camera name ("Canon EOS 5D", "Shot on iPhone 12")
+    text.camera        error    "Shot on iPhone 12"; warning for a model name ("Canon EOS 5D")
     text.placeholder   error    placeholder or generic text ("Alt text here", "Image")
     text.refusal       error    the model refused ("I'm sorry, I can't…", "As an AI…")
     text.meta          error    text about the text ("Here is the alt text:", "(95 chars)")
@@ -65,16 +65,21 @@ _FILENAME = regex.compile(
     regex.I,
 )
 _FILE_FACTS = regex.compile(
-    r"\b\d{2,5}\s*[x×]\s*\d{2,5}(?:\s*px)?\b|\b\d+\s?(?:dpi|ppi|px|pixels?|megapixels?|mp|kb|mb)\b"
-    r"|\b(?:jpe?g|png|gif|webp|tiff|heic|avif|bmp|srgb|rgba?|cmyk|exif)\b",
+    r"\b\d{2,5}\s*[x×]\s*\d{2,5}(?!\s*(?:cm|mm|m|in|inch|inches|ft|\"|″))(?:\s*px)?\b"
+    r"|\b\d+\s?(?:dpi|ppi|px|pixels?|megapixels?|kb|mb)\b"
+    r"|\b(?:jpe?g|png|gif|webp|tiff|heic|avif|bmp|srgb|cmyk|exif)\b",
     regex.I,
 )
-_CAMERA = regex.compile(
-    r"\b(?:canon|nikon|sony|olympus|fujifilm|fuji|panasonic|lumix|leica|pentax|hasselblad|"
-    r"iphone|pixel|samsung|galaxy|gopro|dji|huawei|xiaomi)\s+(?:[\w-]+\s+)?[\w-]*\d[\w-]*\b"
-    r"|\b(?:shot|taken)\s+(?:on|with)\s+(?:an?\s+)?(?:iphone|pixel|galaxy|canon|nikon|sony)\b",
-    regex.I,
+_MAKERS = (
+    r"(?:canon|nikon|sony|olympus|fujifilm|fuji|panasonic|lumix|leica|pentax|hasselblad|"
+    r"iphone|pixel|samsung|galaxy|gopro|dji|huawei|xiaomi)"
 )
+# "Shot on iPhone 12": about the camera, never the picture. A model name elsewhere may be
+# the subject (a product photo of a phone), so it is only a warning.
+_SHOT_ON = regex.compile(
+    rf"\b(?:shot|taken|captured|photographed)\s+(?:on|with)\s+(?:an?\s+)?{_MAKERS}\b", regex.I
+)
+_CAMERA = regex.compile(rf"\b{_MAKERS}\s+(?:[\w-]+\s+)?[\w-]*\d[\w-]*\b", regex.I)
 _URL = regex.compile(
     r"\bhttps?://\S+|\bwww\.\S+|\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+"
     r"(?:com|net|org|info|biz|io|co|app|dev|shop|store|online|site|xyz|top|example|"
@@ -82,9 +87,12 @@ _URL = regex.compile(
     regex.I,
 )
 _EMAIL = regex.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# International numbers with "+", "(0xx) xxx-xxxx", "555-123-4567"; digits separated by
+# spaces alone are counts ("10 000 000 visitors"), not phone numbers.
 _PHONE = regex.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?)?\d{2,4}[\s.-]\d{3,4}[\s.-]\d{3,4}\b"
-    r"|\+\d{7,14}\b"
+    r"(?<![\w+])\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}(?!\w)"
+    r"|\(\d{2,5}\)\s?\d{3,4}[\s.-]?\d{3,4}\b"
+    r"|\b\d{3}[.-]\d{3}[.-]\d{4}\b"
 )
 _WORD = regex.compile(r"[\p{L}\p{M}\u200c\u200d'’-]+")
 _GENERIC_KEYWORDS = frozenset(
@@ -303,8 +311,10 @@ def _text_rules(name: str, value: str, *, language: str) -> list[Finding]:
         add("text.filename", "error", "A file name says nothing about the picture.")
     if _FILE_FACTS.search(value):
         add("text.file_facts", "error", "Sizes and formats say nothing about the picture.")
-    if _CAMERA.search(value):
+    if _SHOT_ON.search(value):
         add("text.camera", "error", "A camera name is not a description.")
+    elif _CAMERA.search(value):
+        add("text.camera", "warning", "A camera model: say it only if it is the subject.")
     if _looks_truncated(value):
         add("text.truncated", "warning", "The text looks cut off.")
     if _is_stuffed(value):

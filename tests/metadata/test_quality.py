@@ -301,3 +301,48 @@ def test_every_code_is_documented_in_the_module_docstring():
 def test_a_finding_is_plain_data():
     finding = Finding(field="alt_text", code="alt.short", level="warning", message="Short.")
     assert finding.fix is None
+
+
+# Good values, some close to a rule's edge: stored as given, and nothing to report.
+GOOD_OUTPUTS = [
+    ("A golden retriever running along a sandy beach at sunset", "en"),
+    ("Ein Hund läuft bei Sonnenuntergang am Strand entlang", "de"),
+    ("Kinder spielen im Schnee vor einem roten Haus in Tirol", "de-AT"),
+    ("Un chat noir dort sur un canapé en velours rouge", "fr"),
+    ("Chat noir sur le rebord d'une fenêtre à Montmartre", "fr-CA"),
+    ("Un perro corre por la playa al atardecer", "es"),
+    ("Mapa antiguo de Sevilla con el río Guadalquivir", "es-MX"),
+    ("Una gondola nera sul Canal Grande a Venezia", "it"),
+    ("Um elétrico amarelo sobe uma rua estreita em Lisboa", "pt"),
+    ("Een molen aan een kanaal bij zonsondergang", "nl"),
+    ("夕焼けの空にそびえ立つ東京タワー", "ja"),
+    ("黄浦江两岸灯火通明的上海外滩夜景", "zh"),
+    ("해질녘 남산타워와 서울의 야경", "ko"),
+    ("قطة سوداء نائمة على أريكة حمراء", "ar"),
+    ("Crowd of about 10 000 visitors in front of the Louvre pyramid", "en"),
+    ("A 20 x 30 cm print of a lighthouse hanging on a white wall", "en"),
+    ("RGB LED strip glowing purple under a wooden desk", "en"),
+    ("A lecture slide titled Large Language Models in a full hall", "en"),
+    ("Vitamin A capsules spilled from a brown glass bottle", "en"),
+    ("A man checking in at a hotel reception desk", "en"),
+    ("Shop window with a red sign reading Sale in Camden", "en"),
+    ("speed < 30 km/h, children > adults on a road sign", "en"),
+    ("Fish & chips wrapped in newspaper on a harbour wall", "en"),
+    ("NASA rocket lifting off from Cape Canaveral at night", "en"),
+    ("A hand-drawn map of Lisbon, with tram lines in yellow", "en"),
+]
+
+
+@pytest.mark.parametrize(("value", "language"), GOOD_OUTPUTS)
+def test_a_good_value_is_kept_and_not_flagged(value, language):
+    cleaned = schema.clean({"alt_text": value, "caption": f"{value} today."}, language=language)
+    assert cleaned.values["alt_text"] == value
+    assert quality.lint(cleaned.values, language=language, is_decorative=False).codes == ()
+
+
+def test_a_phone_model_as_the_subject_is_only_a_warning():
+    values = {"alt_text": "An iPhone 15 lying face down on an oak table"}
+    findings = quality.lint(values, language="en", is_decorative=False)
+    assert [(f.code, f.level) for f in findings] == [("text.camera", "warning")]
+    shot_on = quality.lint({"alt_text": "Shot on iPhone 12"}, language="en", is_decorative=False)
+    assert ("text.camera", "error") in [(f.code, f.level) for f in shot_on]
