@@ -25,6 +25,9 @@ MIN_RELATIVE_DISTANCE = 0.25
 MIN_LETTERS = 12
 MIN_LETTERS_CJK = 4
 CJK_LANGUAGES = frozenset({"zh", "ja", "ko"})
+DETECT_CHARS = 200
+_LETTER = regex.compile(r"\p{L}")
+_CJK = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
 
 
 @dataclass(frozen=True)
@@ -74,15 +77,15 @@ def alt_limits(tag: str) -> AltLimits:
     return CJK_LIMITS if base_language(tag) in CJK_LANGUAGES else LATIN_LIMITS
 
 
+@functools.lru_cache(maxsize=4096)
 def detect(text: str) -> str:
     """The ISO 639-1 code of a short text's language, or ``UNKNOWN`` when unsure."""
-    letters = regex.findall(r"\p{L}", text)
-    cjk = sum(
-        bool(regex.match(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]", ch)) for ch in letters
-    )
-    if len(letters) < MIN_LETTERS and not (cjk and len(letters) >= MIN_LETTERS_CJK):
+    letters = len(_LETTER.findall(text))
+    cjk = len(_CJK.findall(text))
+    if letters < MIN_LETTERS and not (cjk and letters >= MIN_LETTERS_CJK):
         return UNKNOWN
-    found = _detector().detect_language_of(text)
+    # The first sentences decide; the detector's time grows with the text.
+    found = _detector().detect_language_of(text[:DETECT_CHARS])
     if found is None:
         return UNKNOWN
     return found.iso_code_639_1.name.lower()
