@@ -135,6 +135,10 @@ class Findings:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Findings) and self._items == other._items
 
+    def __add__(self, other: Iterable[Finding]) -> Findings:
+        """These findings and more, e.g. ``findings + [duplicate_alt(count)]``."""
+        return Findings((*self._items, *(f for f in other if f is not None)))
+
     def __repr__(self) -> str:
         return f"Findings({list(self._items)!r})"
 

@@ -187,7 +187,6 @@ def _boundary(head: str, *, following: str, floor: int, cjk: bool) -> int:
         clauses = [m.start() for m in _CJK_CLAUSE.finditer(head) if m.start() >= floor]
         if clauses:
             return clauses[-1]
+    # A short value is better than a cut word: the overflow makes the caller ask again.
     space = head.rfind(" ")
-    if space >= floor:
-        return space
-    return len(head)
+    return space if space > 0 else len(head)

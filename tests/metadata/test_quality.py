@@ -346,3 +346,9 @@ def test_a_phone_model_as_the_subject_is_only_a_warning():
     assert [(f.code, f.level) for f in findings] == [("text.camera", "warning")]
     shot_on = quality.lint({"alt_text": "Shot on iPhone 12"}, language="en", is_decorative=False)
     assert ("text.camera", "error") in [(f.code, f.level) for f in shot_on]
+
+
+def test_findings_can_be_extended_with_a_database_finding():
+    findings = quality.lint({"alt_text": "A red kite"}, language="en", is_decorative=False)
+    assert (findings + [quality.duplicate_alt(3)]).codes == ()
+    assert (findings + [quality.duplicate_alt(7)]).codes == ("alt.duplicate",)

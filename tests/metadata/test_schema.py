@@ -1,6 +1,9 @@
 import json
+import unicodedata
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metadata import schema, text
 from metadata.providers.openai import validate_output
@@ -195,3 +198,29 @@ def test_wrapping_quotes_are_dropped_but_inner_quotes_kept():
     assert schema.clean_text("\"A sign reading 'Open'\"", max_length=60) == "A sign reading 'Open'"
     assert schema.clean_text('"Open" sign on a door', max_length=60) == '"Open" sign on a door'
     assert schema.clean_text("«Le Penseur» de Rodin", max_length=60) == "«Le Penseur» de Rodin"
+
+
+_WORDS = st.lists(
+    st.sampled_from(
+        ["kite", "Glück", "cafe\u0301", "猫", "کتاب\u200cخانه", "👨\u200d👩\u200d👧", "a", "x" * 30]
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(words=_WORDS, limit=st.integers(min_value=5, max_value=150))
+def test_fitting_never_exceeds_the_limit_and_never_splits_a_word(words, limit):
+    value = " ".join(words)
+    fitted = text.fit(value, limit=limit)
+    assert text.length(fitted.text) <= limit
+    normalized = unicodedata.normalize("NFC", value)
+    assert normalized.startswith(fitted.text)
+    if fitted.overflow:
+        rest = normalized[len(fitted.text) :]
+        # Cut at a space, unless the first word alone is longer than the limit.
+        assert rest.startswith(" ") or " " not in fitted.text
+        assert rest.strip() == fitted.overflow
+    else:
+        assert fitted.text == normalized
