@@ -321,7 +321,7 @@ def _text_rules(name: str, value: str, *, language: str) -> list[Finding]:
         add("text.camera", "warning", "A camera model: say it only if it is the subject.")
     if _looks_truncated(value):
         add("text.truncated", "warning", "The text looks cut off.")
-    if _is_stuffed(value):
+    if _is_stuffed(value, repeats=4 if name in {"caption", "description"} else 3):
         add("text.stuffing", "warning", "Repeated words or a bare list of keywords.")
     if text.has_tags(value) or text.has_markdown(value):
         add("text.markup", "error", "HTML or markdown would be read out literally.")
@@ -364,7 +364,7 @@ def _keyword_rules(value: str) -> list[Finding]:
                 f"{len(keywords)} keywords; {KEYWORDS_MIN} to {KEYWORDS_MAX} work best.",
             )
         )
-    generic = [k for k in keywords if is_generic_keyword(k)]
+    generic = [k for k in keywords if is_generic_keyword(k) or is_noise(k)]
     if generic:
         kept = ", ".join(k for k in keywords if k not in generic)
         found.append(
@@ -415,10 +415,10 @@ def _looks_truncated(value: str) -> bool:
     return value.count("(") > value.count(")") or value.count("“") > value.count("”")
 
 
-def _is_stuffed(value: str) -> bool:
+def _is_stuffed(value: str, *, repeats: int) -> bool:
     words = [w.casefold() for w in _WORD.findall(value)]
     telling = [w for w in words if len(w) >= 3 and w not in phrases.ALL_STOP_WORDS]
-    if any(telling.count(w) >= 3 for w in set(telling)):
+    if any(telling.count(w) >= repeats for w in set(telling)):
         return True
     parts = [p.strip() for p in value.split(",")]
     return len(parts) >= 5 and all(0 < len(p.split()) <= 2 for p in parts)

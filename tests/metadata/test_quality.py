@@ -352,3 +352,18 @@ def test_findings_can_be_extended_with_a_database_finding():
     findings = quality.lint({"alt_text": "A red kite"}, language="en", is_decorative=False)
     assert (findings + [quality.duplicate_alt(3)]).codes == ()
     assert (findings + [quality.duplicate_alt(7)]).codes == ("alt.duplicate",)
+
+
+def test_a_longer_caption_may_repeat_a_word_three_times():
+    caption = "Boats in the harbour at dawn; more boats wait outside while old boats rest."
+    assert quality.lint({"caption": caption}, language="en", is_decorative=False).codes == ()
+    alt = "Boats in the harbour, boats outside, boats resting"
+    codes = quality.lint({"alt_text": alt}, language="en", is_decorative=False).codes
+    assert codes == ("text.stuffing",)
+
+
+def test_keywords_that_are_file_names_or_addresses_are_generic():
+    values = {"keywords": "kite, IMG_1234.jpg, www.example.com, field"}
+    findings = quality.lint(values, language="en", is_decorative=False)
+    assert findings.codes == ("keywords.generic",)
+    assert findings.fixed_values(values) == {"keywords": "kite, field"}
