@@ -45,7 +45,12 @@ _HEX = regex.compile(r"^[0-9a-f]{12,}$", regex.I)
 _SEPARATORS = regex.compile(r"[\s_\-.+,()\[\]{}~@#&=!;]+")
 _WORD = regex.compile(r"^[\p{L}\p{M}\u200c\u200d'’]+$")
 _CJK = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
-_SENTENCE = regex.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])")
+# Sentence ends, but not after an abbreviation ("LEAD Technologies Inc. V1.01").
+_SENTENCE = regex.compile(
+    r"(?<!\b(?:inc|ltd|co|corp|dr|st|mr|mrs|ms|nr|no|ca|vs|etc|z\.b|e\.g|i\.e)\.)"
+    r"(?<=[.!?])\s+|(?<=[。！？])",
+    regex.I,
+)
 _FIRMWARE = regex.compile(
     r"digital\s+(?:still\s+)?camera|^exif[_\s]?jpeg|lead\s+technologies|^dcim\b|"
     r"^(?:samsung|olympus|sony|kodak|minolta|konica|sanyo|casio|huawei|lg|motorola|nokia)"
@@ -140,16 +145,11 @@ def telling_text(value: str, *, camera: str = "") -> str:
     """Embedded text without its junk sentences (credits, "Made with ...", instructions,
     firmware strings, camera names, placeholders); "" when nothing telling is left."""
     value = _one_line(value)
-    if not value or _is_junk(value, camera=camera) and not _SENTENCE.search(value):
-        return ""
     kept: list[str] = []
     for sentence in _SENTENCE.split(value):
         sentence = sentence.strip()
         if regex.search(r"\p{L}{2}", sentence) and not _is_junk(sentence, camera=camera):
             kept.append(sentence)
-    # "LEAD Technologies Inc. V1.01" splits into junk and a scrap: the scrap is no text.
-    if kept and _is_junk(value, camera=camera) and len(kept) == 1 and len(kept[0]) < 12:
-        return ""
     return " ".join(kept)
 
 
