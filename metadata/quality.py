@@ -58,6 +58,7 @@ FIELD_MAX = {"title": 60, "caption": 200, "description": 300}
 KEYWORDS_MIN = 3
 KEYWORDS_MAX = 10
 DUPLICATE_ALT_THRESHOLD = 5
+_MAX_INPUT = 4000
 
 _FILENAME = regex.compile(
     r"\b[\w\-]+\.(?:jpe?g|png|gif|webp|tiff?|bmp|heic|heif|avif|svg|nef|cr2|cr3|arw|dng)\b"
@@ -447,7 +448,8 @@ def _capitalise(value: str) -> str:
 
 
 def _nfc(value: object) -> str:
-    return unicodedata.normalize("NFC", str(value or "")).strip()
+    # Stored values are short; an old library's odd 1 MB value must not make a rule slow.
+    return unicodedata.normalize("NFC", str(value or "")[:_MAX_INPUT]).strip()
 
 
 def _f(field: str, code: str, level: Level, message: str, fix: str | None = None) -> Finding:

@@ -67,6 +67,9 @@ class Metadata:
 # Cleaning of untrusted model output. Lengths are user-perceived characters (metadata.text).
 _KEYWORD_SPLIT = re.compile(r"[,;\n、，；]")
 _TRUE = frozenset({"true", "yes", "1", "y", "on", "wahr", "ja", "oui", "sí", "si", "sim"})
+# No field holds more than a few hundred characters; longer input is cut before the
+# regular expressions see it, so hostile input cannot make cleaning slow.
+_MAX_INPUT = 4000
 _FENCE = re.compile(r"^```[A-Za-z0-9_-]*\s*\n?(.*?)\n?```$", re.S)
 
 
@@ -85,7 +88,7 @@ def plain_text(value: object) -> str:
     control characters gone (joiners kept), emoji and wrapping quotes dropped."""
     if value is None:
         return ""
-    result = text.unescape(str(value))
+    result = text.unescape(str(value)[:_MAX_INPUT])
     result = text.strip_tags(result)
     result = unicodedata.normalize("NFC", result)
     result = text.strip_controls(result)

@@ -28,9 +28,9 @@ _ENTITY = regex.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0
 _WS = regex.compile(r"\s+")
 _MD_LINK = regex.compile(r"!?\[([^\]\n]*)\]\([^)\s]*\)")
 _MD_EMPHASIS = regex.compile(
-    r"(\*\*|__|\*|`+)(?=\S)(.+?)(?<=\S)\1|(?<!\w)(_)(?=\S)(.+?)(?<=\S)_(?!\w)"
+    r"(\*\*|__|\*|`+)(?=\S)(.{1,300}?)(?<=\S)\1|(?<!\w)(_)(?=\S)(.{1,300}?)(?<=\S)_(?!\w)"
 )
-_MD_STRONG_OR_CODE = regex.compile(r"(\*\*|__)(?=\S).+?(?<=\S)\1|`[^`\n]+`")
+_MD_STRONG_OR_CODE = regex.compile(r"(\*\*|__)(?=\S).{1,300}?(?<=\S)\1|`[^`\n]{1,300}`")
 _MD_LINE_START = regex.compile(r"^(?:#{1,6}\s+|>\s+|[-*+•]\s+)")
 _SENTENCE_END = regex.compile(r"[.!?…](?=[\s\"'”’»)]|$)|[。！？]")
 _CUT_PUNCTUATION = " ,;:-–—、，；："

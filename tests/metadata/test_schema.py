@@ -1,11 +1,12 @@
 import json
+import time
 import unicodedata
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metadata import schema, text
+from metadata import quality, schema, text
 from metadata.providers.openai import validate_output
 
 
@@ -224,3 +225,13 @@ def test_fitting_never_exceeds_the_limit_and_never_splits_a_word(words, limit):
         assert rest.strip() == fitted.overflow
     else:
         assert fitted.text == normalized
+
+
+@pytest.mark.parametrize("hostile", ["**a " * 50_000, "_a " * 50_000, "<a" * 50_000, "a" * 10**6])
+def test_hostile_input_is_cleaned_and_linted_in_linear_time(hostile):
+    started = time.perf_counter()
+    cleaned = schema.clean({"alt_text": hostile, "description": hostile, "keywords": hostile})
+    quality.lint({"alt_text": hostile, "caption": hostile}, language="en", is_decorative=False)
+    # Quadratic patterns took 12 s on 20,000 characters; linear ones take milliseconds.
+    assert time.perf_counter() - started < 2.0
+    assert text.length(cleaned.values["alt_text"]) <= 150
