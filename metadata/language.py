@@ -2,8 +2,10 @@
 limits, and detection of the language of a short text.
 
 Detection uses lingua (its models ship in the wheel; nothing is downloaded). The
-detector is built once per process, on first use, for ``DETECTABLE`` only: every language
-loaded costs memory (about 20 MB each) and makes short texts more ambiguous. A text whose
+detector is built once per process, on first use, for ``DETECTABLE`` only: each language
+sharing a script with another loads its models (about 300 MB and 3 s for this set, once
+per process; bench/quality.py measures it) and makes short texts more ambiguous, while a
+language alone in its script (Greek, Hebrew, Korean) is told by its letters alone. A text whose
 best guess is not clearly ahead of the second (``MIN_RELATIVE_DISTANCE``) is "unknown",
 and "unknown" is never a finding.
 """
@@ -18,7 +20,8 @@ import regex
 
 UNKNOWN = "unknown"
 DETECTABLE: tuple[str, ...] = (
-    "en", "de", "fr", "es", "it", "pt", "nl", "pl", "sv", "da", "tr", "ru", "ar", "ja", "zh", "ko",
+    "en", "de", "fr", "es", "it", "pt", "nl", "pl", "sv", "da", "tr", "ru", "ar", "fa", "he", "el",
+    "hi", "ja", "zh", "ko",
 )  # fmt: skip
 MIN_RELATIVE_DISTANCE = 0.25
 # Below this many letters even lingua guesses; a two-word title is not evidence.

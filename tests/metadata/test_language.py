@@ -60,6 +60,10 @@ def test_cjk_languages_have_shorter_alt_limits(tag, limits):
         ("해변을 달리는 개", "ko"),
         ("كلب يجري على الشاطئ", "ar"),
         ("Собака бежит по пляжу", "ru"),
+        ("کتاب\u200cخانه ملی ایران در تهران", "fa"),
+        ("Η Ακρόπολη την αυγή από τον λόφο", "el"),
+        ("כלב רץ על החוף בשקיעה", "he"),
+        ("समुद्र तट पर दौड़ता हुआ कुत्ता", "hi"),
     ],
 )
 def test_short_texts_are_detected(text, code):
@@ -94,7 +98,8 @@ def test_a_text_in_another_language_is_named(text, asked, found):
         ("Um cão corre na praia ao pôr do sol", "pt-BR"),
         ("浜辺を走る犬", "ja"),
         ("Red kite", "de"),  # too short to say
-        ("کتاب\u200cخانه ملی ایران در تهران", "fa"),  # not a detectable language: no guess
+        ("کتاب\u200cخانه ملی ایران در تهران", "fa"),
+        ("Mbwa anakimbia ufukweni jioni", "sw"),  # not a detectable language: no guess
     ],
 )
 def test_no_mismatch_when_the_language_matches_or_is_unknown(text, asked):
