@@ -8,7 +8,7 @@ finding may carry ``fix``: the whole value with the problem removed.
 Rule codes (stable: stored with revisions, counted per rule, filtered on):
 
     alt.empty          error    non-decorative image with an empty alt text
-    alt.opener         warning  "Image of", "Dieses Bild zeigt", "Photo :" ... (auto-fixed)
+    alt.opener         warning  "Image of", "Dieses Bild zeigt", "Photo:" ... (auto-fixed)
     alt.length         error    alt over 150 characters (CJK 80); warning over 125 (CJK 60)
     alt.short          warning  alt under 10 characters (CJK 4)
     alt.duplicate      warning  the same alt text on five or more images (needs the count)
@@ -23,7 +23,8 @@ Rule codes (stable: stored with revisions, counted per rule, filtered on):
     text.meta          error    text about the text ("Here is the alt text:", "(95 chars)")
     text.instruction   error    instructions copied from the image or file
     text.truncated     warning  looks cut: ends in "…", a comma or "and the"
-    text.stuffing      warning  one word three times or more, or a bare list of words
+    text.stuffing      warning  one word three times (four in caption, description) or
+                                a bare list of words
     text.markup        error    HTML tags or markdown
     text.entity        error    HTML entities ("&amp;")
     text.emoji         warning  emoji
@@ -31,12 +32,12 @@ Rule codes (stable: stored with revisions, counted per rule, filtered on):
     text.url           error    a web address
     text.email         error    an e-mail address
     text.phone         error    a phone number
-    text.promo         error    promotional words ("Buy", "cheap", "50% off")
-    text.credit        error in alt, title, keywords; warning in caption, description:
+    text.promo         error    promotion ("Buy now", "cheap pills at", "50% off")
+    text.credit        error in alt text and title, warning in caption and description:
                                 copyright, credit lines, stock-photo sites
     text.language      error    the text is clearly in another language than asked
     keywords.count     warning  fewer than 3 or more than 10 keywords
-    keywords.generic   warning  keywords that say nothing ("stock photo", "jpg", "image")
+    keywords.generic   warning  keywords that say nothing ("stock photo", "jpg", a URL)
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from metadata import phrases, text
 
 Level = Literal["error", "warning", "info"]
 PROSE_FIELDS = ("alt_text", "title", "caption", "description")
+# The fields' limits (schema.MAX_LENGTHS), repeated because schema imports this module.
 FIELD_MAX = {"title": 60, "caption": 200, "description": 300}
 KEYWORDS_MIN = 3
 KEYWORDS_MAX = 10

@@ -367,3 +367,13 @@ def test_keywords_that_are_file_names_or_addresses_are_generic():
     findings = quality.lint(values, language="en", is_decorative=False)
     assert findings.codes == ("keywords.generic",)
     assert findings.fixed_values(values) == {"keywords": "kite, field"}
+
+
+def test_the_lint_uses_the_fields_own_limits():
+    assert {
+        name: schema.MAX_LENGTHS[name] for name in ("title", "caption", "description")
+    } == quality.FIELD_MAX
+    assert (quality.KEYWORDS_MIN, quality.KEYWORDS_MAX) == (
+        schema.KEYWORDS_MIN,
+        schema.KEYWORDS_MAX,
+    )
