@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from metadata import quality, schema
+from metadata import language, quality, schema
 from metadata.quality import Finding, Findings
 
 SENTENCE = "A long sentence about a harbour at dawn with fishing boats."
@@ -377,3 +377,5 @@ def test_the_lint_uses_the_fields_own_limits():
         schema.KEYWORDS_MIN,
         schema.KEYWORDS_MAX,
     )
+    latin = language.LATIN_LIMITS
+    assert (latin.max, latin.target) == (schema.ALT_TEXT_MAX, schema.ALT_TEXT_TARGET)
