@@ -7,6 +7,9 @@ from django.core.management.base import BaseCommand
 from mediaopt.library.fields import FIELDS, source_field
 from mediaopt.library.models import MediaAsset
 
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
 COLUMNS = [
     "id",
     "original_name",
@@ -14,6 +17,17 @@ COLUMNS = [
     *(source_field(name) for name in FIELDS),
     "is_decorative",
 ]
+
+
+def neutralise_formula(value: object) -> object:
+    """A text cell a spreadsheet would execute, prefixed with ' so it is shown as text."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def csv_row(row: dict) -> dict:
+    return {key: neutralise_formula(value) for key, value in row.items()}
 
 
 class Command(BaseCommand):
@@ -33,8 +47,14 @@ class Command(BaseCommand):
                 else self.stdout
             )
             if format == "csv":
-                writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
+                # Every text quoted: a bare CR inside a cell would otherwise end the row.
+                writer = csv.DictWriter(
+                    handle,
+                    fieldnames=COLUMNS,
+                    lineterminator="\n",
+                    quoting=csv.QUOTE_NONNUMERIC,
+                )
                 writer.writeheader()
-                writer.writerows(rows)
+                writer.writerows(csv_row(row) for row in rows)
             else:
                 handle.write(json.dumps(list(rows), indent=2, ensure_ascii=False) + "\n")
