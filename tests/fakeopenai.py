@@ -106,17 +106,20 @@ def expected_metadata(jpeg_bytes: bytes) -> dict[str, Any]:
     else:
         shape = "square"
     is_decorative = min(width, height) <= DECORATIVE_MAX_SIDE
-    keywords = list(dict.fromkeys([dominant, top, shape, f"{width}x{height}"]))
+    keywords = list(dict.fromkeys([dominant, top, shape, "composition"]))
     return {
         # A real model leaves alt text empty for a decorative image (W3C decision tree).
         "alt_text": "" if is_decorative else f"A {dominant} scene with a {top} band at the top",
         "title": f"{dominant.capitalize()} {shape} with {top} top",
         "caption": f"A {shape} {dominant} composition under a {top} band.",
         "description": (
-            f"A {width} by {height} {shape} picture, mostly {dominant}, whose top quarter is {top}."
+            f"A {shape} picture, mostly {dominant}, whose top quarter is {top}, "
+            f"{'wider than it is tall' if width > height else 'as tall as it is wide or taller'}."
         ),
         "keywords": keywords,
         "is_decorative": is_decorative,
+        "text_in_image": "",
+        "image_type": "photo",
     }
 
 

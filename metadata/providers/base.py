@@ -18,9 +18,15 @@ class DescribeRequest:
     preview_jpeg: bytes | None
     original_name: str
     fields: tuple[str, ...]
-    language: str = "en"
+    language: str = "en"  # a BCP 47 tag
     site_context: str = ""
+    # What the file already says (title, headline, description, keywords, camera) and, when
+    # it tells something, its name ("file_name"): context for the model, the heuristic's
+    # only source.
     embedded: dict[str, str] = field(default_factory=dict)
+    focus_keywords: str = ""  # a job's keywords to focus on
+    # A second try's corrections: what was wrong with the first answer (the lint's words).
+    feedback: str = ""
 
 
 @dataclass(frozen=True)
