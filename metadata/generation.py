@@ -1,8 +1,8 @@
-"""Metadata for one asset: preview -> gate -> limiter -> provider -> clean -> strategy ->
-revision.
+"""Metadata for one image, in the steps a job runner calls: open the image and build the
+request (ai_request), one provider call (send_ai_call, safe in a worker thread), and
+writing what came back (write_result: clean, lint, plan, then a revision or a proposal).
 
-Credits (hold before a paid call, capture on success) arrive with the credits issue; the
-gate already decides between AI and the heuristic.
+No knowledge of jobs: the runner holds credits, asks the limiter and owns the retries.
 """
 
 from __future__ import annotations
@@ -13,12 +13,19 @@ from dataclasses import dataclass, field
 
 from billing import gate
 from mediaopt.library import images
-from mediaopt.library.fields import FIELDS
+from mediaopt.library.fields import FIELDS, Source
 from mediaopt.library.models import MediaAsset
-from metadata import ratelimit, revisions, schema, strategies
-from metadata.models import MetadataRevision, RegenerationJob, Settings, Strategy
+from metadata import checking, proposals, ratelimit, revisions, strategies
+from metadata.models import (
+    MetadataRevision,
+    Proposal,
+    ProposalReason,
+    RegenerationJob,
+    Settings,
+    Strategy,
+)
+from metadata.providers import heuristic
 from metadata.providers.base import DescribeRequest, DescribeResult, ErrorKind, ProviderError
-from metadata.providers.heuristic import HeuristicProvider
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +41,9 @@ class GenerationOptions:
     per_field: dict[str, str] = field(default_factory=dict)
     force: bool = False  # also replace fields edited by hand
     work: gate.WorkKind = gate.WorkKind.SINGLE
+    language: str = "en"  # a BCP 47 tag
+    review: bool = False  # every result waits for a person (a proposal)
+    focus_keywords: str = ""
 
     @classmethod
     def from_settings(
@@ -43,6 +53,7 @@ class GenerationOptions:
             "fields": tuple(name for name in FIELDS if name in row.default_fields),
             "strategy": row.default_strategy,
             "work": work,
+            "language": row.language,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
@@ -53,26 +64,37 @@ class GenerationOutcome:
     ok: bool
     reason: str = ""
     revision: MetadataRevision | None = None
+    proposal: Proposal | None = None  # the result waits for a person
     provider: str = ""
     model: str = ""
+
+    @property
+    def charged(self) -> bool:
+        """Whether the call produced something kept (a revision or a proposal): then
+        its credit is spent."""
+        return self.revision is not None or self.proposal is not None
 
 
 def _request(asset: MediaAsset, row: Settings, options: GenerationOptions, preview: bytes | None):
     with asset.file.open("rb") as handle:
         embedded = images.embedded_text(handle)
+    context = {
+        "title": embedded.title,
+        "description": embedded.description,
+        "keywords": ", ".join(embedded.keywords),
+        # Only so the heuristic can refuse text that merely names the camera.
+        "camera": embedded.camera,
+    }
+    if heuristic.file_name_phrase(heuristic.file_name_words(asset.original_name)):
+        context["file_name"] = asset.original_name  # a telling name is worth the model's time
     return DescribeRequest(
         preview_jpeg=preview,
         original_name=asset.original_name,
         fields=options.fields,
-        language=row.language,
+        language=options.language or row.language,
         site_context=row.site_context,
-        embedded={
-            "title": embedded.title,
-            "description": embedded.description,
-            "keywords": ", ".join(embedded.keywords),
-            # Only so the heuristic can refuse text that merely names the camera.
-            "camera": embedded.camera,
-        },
+        embedded=context,
+        focus_keywords=options.focus_keywords,
     )
 
 
@@ -196,7 +218,7 @@ def call_ai_once(
 def describe_with_heuristic(
     *, asset: MediaAsset, row: Settings, options: GenerationOptions
 ) -> DescribeResult:
-    return HeuristicProvider().describe(_request(asset, row, options, None))
+    return heuristic.HeuristicProvider().describe(_request(asset, row, options, None))
 
 
 def write_result(
@@ -209,9 +231,10 @@ def write_result(
     job: RegenerationJob | None = None,
     asset_is_fresh: bool = False,
 ) -> GenerationOutcome:
-    """Plan and write a result. ``asset_is_fresh``: the caller has just read the asset in
-    this transaction, so the first plan may skip re-reading it."""
-    cleaned = schema.clean(result.output)
+    """Check a result, plan it, and write it: a revision, or a proposal when it must wait
+    for a person (metadata/checking.py says when). ``asset_is_fresh``: the caller has just
+    read the asset in this transaction, so the first plan may skip re-reading it."""
+    checked = checking.check(result=result, language=options.language, asset=asset)
     for attempt in range(STALE_REPLANS):
         if attempt or not asset_is_fresh:
             asset.refresh_from_db()
@@ -219,16 +242,46 @@ def write_result(
             current_values=asset.values(),
             current_sources=asset.sources(),
             current_is_decorative=asset.is_decorative,
-            result=cleaned,
+            result=checked.cleaned,
             new_source=source,
             fields=options.fields,
             strategy=options.strategy,
             per_field=options.per_field,
             force=options.force,
         )
+        reason = checking.review_reason(
+            checked=checked, plan=plan, source=source, review=options.review
+        )
+        if source == Source.HEURISTIC and not reason:
+            plan = checking.without_errors(plan, checked)
         if plan.is_empty:
             return GenerationOutcome(
                 ok=True, reason="nothing to change", provider=result.provider, model=result.model
+            )
+        about = {
+            "provider": result.provider,
+            "model": result.model,
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "language": options.language if source == Source.AI else "",
+        }
+        if reason:
+            proposal = proposals.propose(
+                asset=asset,
+                plan=plan,
+                based_on_revision_id=asset.current_revision_id,
+                reason=reason,
+                job=job,
+                findings=checked.findings.as_json(),
+                image_type=checked.image_type,
+                **about,
+            )
+            return GenerationOutcome(
+                ok=True,
+                reason=f"waiting for review: {ProposalReason(reason).label.lower()}",
+                proposal=proposal,
+                provider=result.provider,
+                model=result.model,
             )
         try:
             revision = revisions.apply_plan(
@@ -237,10 +290,8 @@ def write_result(
                 based_on_revision_id=asset.current_revision_id,
                 actor=actor,
                 job=job,
-                provider=result.provider,
-                model=result.model,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
+                findings=checking.findings_for(checked, plan),
+                **about,
             )
         except revisions.StaleRevision:
             continue

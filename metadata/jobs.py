@@ -494,6 +494,8 @@ def finish_item(
         )
         if not outcome.ok:
             state, error = ItemState.FAILED, outcome.reason
+        elif outcome.proposal is not None:
+            state, error = ItemState.SUCCEEDED, outcome.reason
         elif outcome.revision is None:
             state, error = ItemState.SKIPPED, outcome.reason or "nothing to change"
         else:
@@ -501,7 +503,7 @@ def finish_item(
         JobItem.objects.filter(pk=item_id).update(
             state=state, error=error, revision=outcome.revision, updated_at=now
         )
-        if hold_key and outcome.revision is not None:
+        if hold_key and outcome.charged:
             ledger.capture(hold_key=hold_key, capture_key=ledger.capture_key(item_id=item_id))
             captured = True
     if hold_key and not captured:
@@ -808,6 +810,8 @@ def _options(job: RegenerationJob, row: Settings) -> generation.GenerationOption
         strategy=opts.get("strategy"),
         per_field=opts.get("per_field"),
         force=opts.get("force"),
+        review=opts.get("review"),
+        focus_keywords=opts.get("focus_keywords"),
     )
 
 
