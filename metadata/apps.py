@@ -3,6 +3,7 @@ from django.db.models.signals import post_migrate
 
 RECOVER_SCHEDULE = "mediaopt.recover"
 PRUNE_SCHEDULE = "mediaopt.prune_revisions"
+LINT_SCHEDULE = "mediaopt.lint_library"
 CACHE_TABLE = "mediaopt.cache_table"
 
 
@@ -18,42 +19,37 @@ def create_cache_table(*, using: str = "default", **kwargs) -> None:
     call_command("createcachetable", database=using, verbosity=0)
 
 
-def create_recover_schedule(*, using: str = "default", **kwargs) -> None:
-    """The every-minute jobs.recover() schedule, created or corrected after each migrate.
+def _schedules() -> dict[str, dict]:
+    from django_q.models import Schedule
+
+    # With two clusters, django-q2 runs a schedule without a cluster nowhere (cluster_name
+    # "bulk" differs from the name): each names the bulk cluster.
+    return {
+        # Expired leases back, lost runners replaced: every minute.
+        RECOVER_SCHEDULE: {
+            "func": "metadata.tasks.recover",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+        },
+        # Retention from the settings page.
+        PRUNE_SCHEDULE: {"func": "metadata.tasks.prune_revisions", "schedule_type": Schedule.DAILY},
+        # Rules added later reach old values; the settings page shows the counts.
+        LINT_SCHEDULE: {"func": "metadata.tasks.lint_library", "schedule_type": Schedule.DAILY},
+    }
+
+
+def create_schedules(*, using: str = "default", **kwargs) -> None:
+    """The app's schedules, created or corrected after each migrate.
 
     A post_migrate handler rather than a data migration: transactional tests flush tables,
     and this runs again after each flush.
     """
     from django_q.models import Schedule
 
-    Schedule.objects.using(using).update_or_create(
-        name=RECOVER_SCHEDULE,
-        defaults={
-            "func": "metadata.tasks.recover",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-            # With two clusters, django-q2 runs a schedule without a cluster nowhere
-            # (cluster_name "bulk" differs from the name): give it the bulk cluster.
-            "cluster": "bulk",
-        },
-    )
-
-
-def create_prune_schedule(*, using: str = "default", **kwargs) -> None:
-    """The daily revisions.prune() schedule (retention from the settings page), created
-    or corrected after each migrate, like the recover schedule."""
-    from django_q.models import Schedule
-
-    Schedule.objects.using(using).update_or_create(
-        name=PRUNE_SCHEDULE,
-        defaults={
-            "func": "metadata.tasks.prune_revisions",
-            "schedule_type": Schedule.DAILY,
-            "repeats": -1,
-            "cluster": "bulk",
-        },
-    )
+    for name, fields in _schedules().items():
+        Schedule.objects.using(using).update_or_create(
+            name=name, defaults={"repeats": -1, "cluster": "bulk", **fields}
+        )
 
 
 class MetadataConfig(AppConfig):
@@ -62,6 +58,5 @@ class MetadataConfig(AppConfig):
 
     def ready(self) -> None:
         # After django_q's own migrations exist; sender=self runs each once per migrate.
-        post_migrate.connect(create_recover_schedule, sender=self, dispatch_uid=RECOVER_SCHEDULE)
-        post_migrate.connect(create_prune_schedule, sender=self, dispatch_uid=PRUNE_SCHEDULE)
+        post_migrate.connect(create_schedules, sender=self, dispatch_uid="mediaopt.schedules")
         post_migrate.connect(create_cache_table, sender=self, dispatch_uid=CACHE_TABLE)

@@ -59,6 +59,25 @@ PROSE_FIELDS = ("alt_text", "title", "caption", "description")
 # The fields' limits (schema.MAX_LENGTHS), repeated because schema imports this module.
 FIELD_MAX = {name: MAX_LENGTHS[name] for name in ("title", "caption", "description")}
 DUPLICATE_ALT_THRESHOLD = 5
+
+
+# {code: what it means}, read from the table above: one list of the rules, for pages.
+def _rules(doc: str) -> dict[str, str]:
+    rules: dict[str, str] = {}
+    code = ""
+    for line in doc.splitlines():
+        found = regex.match(r"^    ([a-z_]+\.[a-z_]+)\s+(?:error|warning|info)\b\s*(.*)$", line)
+        if found:
+            code = found.group(1)
+            rules[code] = found.group(2).strip()
+        elif code and line.startswith(" " * 12) and line.strip():
+            rules[code] = f"{rules[code]} {line.strip()}"
+        else:
+            code = ""
+    return rules
+
+
+RULES: dict[str, str] = _rules(__doc__ or "")
 _MAX_INPUT = 4000
 
 _FILENAME = regex.compile(

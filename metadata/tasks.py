@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from metadata import jobs, revisions
+from metadata import jobs, relint, revisions
 
 logger = logging.getLogger(__name__)
 
@@ -21,3 +21,9 @@ def prune_revisions() -> int:
     removed = revisions.prune()
     logger.info("prune_revisions: %s revision(s) removed", removed)
     return removed
+
+
+def lint_library() -> int:
+    run = relint.relint_library()
+    logger.info("lint_library: %s image(s) checked, %s with errors", run.images, run.with_errors)
+    return run.images

@@ -20,6 +20,7 @@ from mediaopt.library.fields import (
     FIELDS,
     LABELS,
 )
+from metadata import quality, relint
 from metadata.admin.common import (
     RECENT_JOBS,
     STOP_POLLING,
@@ -152,6 +153,7 @@ class SettingsAdmin(admin.ModelAdmin):
         extra_context = dict(extra_context or {})
         if self.may_see_jobs(request):
             extra_context["jobs_panel"] = self.jobs_context(request)
+        extra_context["quality"] = quality_context()
         return super().change_view(request, object_id, form_url, extra_context)
 
     def jobs_view(self, request: HttpRequest) -> HttpResponse:
@@ -163,3 +165,17 @@ class SettingsAdmin(admin.ModelAdmin):
         if not context["jobs_moving"]:
             response.status_code = STOP_POLLING
         return response
+
+
+def quality_context() -> dict[str, Any] | None:
+    """The latest re-check of the library: images with findings, per rule (one query)."""
+    run = relint.latest_run()
+    if run is None:
+        return None
+    return {
+        "run": run,
+        "rules": [
+            {"code": code, "count": count, "meaning": quality.RULES.get(code, "")}
+            for code, count in run.counts.items()
+        ],
+    }

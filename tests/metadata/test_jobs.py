@@ -15,7 +15,7 @@ from django_q.models import Schedule
 from mediaopt.library import images
 from mediaopt.library.models import MediaAsset
 from metadata import intake, jobs
-from metadata.apps import RECOVER_SCHEDULE, create_recover_schedule
+from metadata.apps import RECOVER_SCHEDULE, create_schedules
 from metadata.models import (
     ItemState,
     JobItem,
@@ -456,7 +456,7 @@ def test_recover_cancels_an_expired_item_of_a_cancelled_job():
 
 
 def test_the_recover_schedule_exists_once_after_migrate():
-    create_recover_schedule(using="default")
+    create_schedules(using="default")
     [schedule] = Schedule.objects.filter(name=RECOVER_SCHEDULE)
     assert (schedule.func, schedule.schedule_type, schedule.minutes, schedule.cluster) == (
         "metadata.tasks.recover",

@@ -3,9 +3,11 @@ import json
 from contextlib import ExitStack
 
 from django.core.management.base import BaseCommand
+from django.db.models import Exists, OuterRef
 
 from mediaopt.library.fields import FIELDS, source_field
 from mediaopt.library.models import MediaAsset
+from metadata.models import Proposal
 
 # Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -17,6 +19,9 @@ COLUMNS = [
     *(source_field(name) for name in FIELDS),
     "is_decorative",
 ]
+# The quality checks' findings on the current values, and whether a proposal waits.
+FINDINGS = "current_revision__findings"
+EXTRA_COLUMNS = ["findings", "needs_review"]
 
 
 def neutralise_formula(value: object) -> object:
@@ -27,7 +32,22 @@ def neutralise_formula(value: object) -> object:
 
 
 def csv_row(row: dict) -> dict:
-    return {key: neutralise_formula(value) for key, value in row.items()}
+    flat = {**row, "findings": "; ".join(f["code"] for f in row["findings"])}
+    return {key: neutralise_formula(value) for key, value in flat.items()}
+
+
+def _rows():
+    # Streamed in chunks: a library of 100,000 images never sits in memory at once.
+    pending = Proposal.objects.pending().filter(asset=OuterRef("pk"))
+    rows = (
+        MediaAsset.objects.order_by("pk")
+        .annotate(needs_review=Exists(pending))
+        .values(*COLUMNS, FINDINGS, "needs_review")
+        .iterator(chunk_size=2000)
+    )
+    for row in rows:
+        row["findings"] = row.pop(FINDINGS) or []
+        yield row
 
 
 class Command(BaseCommand):
@@ -38,8 +58,7 @@ class Command(BaseCommand):
         parser.add_argument("--output", "-o", help="A file to write (default: standard output).")
 
     def handle(self, *args, format: str, output: str | None, **options):
-        # Streamed in chunks: a library of 100,000 images never sits in memory at once.
-        rows = MediaAsset.objects.order_by("pk").values(*COLUMNS).iterator(chunk_size=2000)
+        rows = _rows()
         with ExitStack() as stack:
             handle = (
                 stack.enter_context(open(output, "w", newline="", encoding="utf-8"))
@@ -50,11 +69,16 @@ class Command(BaseCommand):
                 # Every text quoted: a bare CR inside a cell would otherwise end the row.
                 writer = csv.DictWriter(
                     handle,
-                    fieldnames=COLUMNS,
+                    fieldnames=[*COLUMNS, *EXTRA_COLUMNS],
                     lineterminator="\n",
                     quoting=csv.QUOTE_NONNUMERIC,
                 )
                 writer.writeheader()
                 writer.writerows(csv_row(row) for row in rows)
             else:
-                handle.write(json.dumps(list(rows), indent=2, ensure_ascii=False) + "\n")
+                # One object at a time, so memory stays flat whatever the library's size.
+                handle.write("[")
+                for index, row in enumerate(rows):
+                    handle.write(("," if index else "") + "\n  ")
+                    handle.write(json.dumps(row, ensure_ascii=False))
+                handle.write("\n]\n")
