@@ -64,6 +64,8 @@ class BulkOptions:
     per_field: Mapping[str, str] = field(default_factory=dict)
     force: bool = False  # also replace fields edited by hand
     language: str = ""  # empty: the settings' language when the job runs
+    focus_keywords: str = ""
+    review: bool = False  # every result waits for a person (proposals)
 
     @classmethod
     def defaults(cls, row: Settings | None = None) -> BulkOptions:
@@ -72,6 +74,7 @@ class BulkOptions:
             fields=tuple(name for name in FIELDS if name in row.default_fields),
             strategy=row.default_strategy,
             language=row.language,
+            review=row.review_by_default,
         )
 
     def as_dict(self) -> dict:
@@ -84,6 +87,10 @@ class BulkOptions:
             options["per_field"] = {name: self.per_field.get(name, "") for name in self.fields}
         if self.language:
             options["language"] = self.language
+        if self.focus_keywords:
+            options["focus_keywords"] = self.focus_keywords
+        if self.review:
+            options["review"] = True
         return options
 
 

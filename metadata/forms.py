@@ -1,11 +1,12 @@
-"""The bulk confirmation page's choices, turned into bulk.BulkOptions."""
+"""The bulk confirmation page's choices, turned into bulk.BulkOptions, and the language
+field every form that asks for a language uses."""
 
 from __future__ import annotations
 
 from django import forms
 
 from mediaopt.library.fields import FIELDS, LABELS
-from metadata import bulk
+from metadata import bulk, language
 from metadata.models import Settings, Strategy
 
 PER_FIELD_CHOICES = [
@@ -18,6 +19,34 @@ SHORTFALL_CHOICES = [
 ]
 
 
+class LanguageTagField(forms.CharField):
+    """A BCP 47 language tag, validated and written the standard way ("pt_br" -> "pt-BR")."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("max_length", 35)
+        kwargs.setdefault(
+            "help_text", "A language tag: en, de, fr, ja, pt-BR… The text is written in it."
+        )
+        super().__init__(**kwargs)
+
+    def clean(self, value):
+        value = super().clean(value)
+        if not value:
+            return value
+        try:
+            return language.normalize_tag(value)
+        except ValueError as error:
+            raise forms.ValidationError(str(error), code="language") from error
+
+
+def language_help(tag: str) -> str:
+    """The field's help with the tag's name, e.g. "… Now: German (de)"."""
+    try:
+        return f"A language tag: en, de, fr, ja, pt-BR… Now: {language.display_name(tag)}."
+    except ValueError:
+        return "A language tag: en, de, fr, ja, pt-BR…"
+
+
 class BulkOptionsForm(forms.Form):
     # Not "fields": a form keeps its fields in self.fields.
     metadata_fields = forms.MultipleChoiceField(
@@ -27,8 +56,16 @@ class BulkOptionsForm(forms.Form):
         error_messages={"required": "Choose at least one field."},
     )
     strategy = forms.ChoiceField(choices=Strategy.choices, widget=forms.RadioSelect)
-    language = forms.CharField(
-        max_length=35, help_text="Language of the generated text, e.g. en, de, pt-BR."
+    language = LanguageTagField()
+    focus_keywords = forms.CharField(
+        required=False,
+        max_length=200,
+        help_text="Optional: words the text should use where they fit, e.g. a brand or place.",
+    )
+    review = forms.BooleanField(
+        label="Let me review the results before they are written",
+        required=False,
+        help_text="Each result waits on the review screen; approving costs nothing more.",
     )
     force = forms.BooleanField(label="Also replace fields edited by hand", required=False)
     on_shortfall = forms.ChoiceField(
@@ -47,11 +84,13 @@ class BulkOptionsForm(forms.Form):
                 "metadata_fields": list(defaults.fields),
                 "strategy": defaults.strategy,
                 "language": defaults.language,
+                "review": defaults.review,
                 "force": False,
                 "on_shortfall": bulk.PARTIAL,
             },
         )
         super().__init__(*args, **kwargs)
+        self.fields["language"].help_text = language_help(defaults.language)
         for name in FIELDS:
             self.fields[f"per_{name}"] = forms.ChoiceField(
                 label=f"{LABELS[name]}: strategy",
@@ -73,7 +112,9 @@ class BulkOptionsForm(forms.Form):
                 name: data.get(f"per_{name}") or Strategy.FILL_EMPTY.value for name in FIELDS
             },
             force=data["force"],
-            language=data["language"].strip(),
+            language=data["language"],
+            focus_keywords=data.get("focus_keywords", "").strip(),
+            review=data.get("review", False),
         )
 
     def shortfall(self) -> str:

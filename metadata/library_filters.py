@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
-from metadata.models import MetadataRevision
+from metadata.models import MetadataRevision, RevisionKind, Settings
 
 # The largest id a database column holds: a bigger number names no job.
 MAX_ID = 2**63 - 1
@@ -53,6 +53,24 @@ def changed_by_job(queryset: QuerySet[MediaAsset], *, job_id: int) -> QuerySet[M
     return queryset.filter(
         Exists(MetadataRevision.objects.filter(asset=OuterRef("pk"), job_id=job_id))
     )
+
+
+def ai_language(queryset: QuerySet[MediaAsset]) -> QuerySet[MediaAsset]:
+    """Each image with the language its latest AI values were asked in (``ai_language``,
+    None where AI never wrote)."""
+    latest = (
+        MetadataRevision.objects.filter(asset=OuterRef("pk"), kind=RevisionKind.GENERATED)
+        .exclude(language="")
+        .order_by("-number")
+        .values("language")[:1]
+    )
+    return queryset.annotate(ai_language=Subquery(latest))
+
+
+def in_other_language(queryset: QuerySet[MediaAsset], *, language: str) -> QuerySet[MediaAsset]:
+    """Images whose latest AI text was asked in another language than ``language``: what to
+    regenerate after the language setting changed."""
+    return ai_language(queryset).filter(ai_language__isnull=False).exclude(ai_language=language)
 
 
 @dataclass(frozen=True)
@@ -109,7 +127,17 @@ FILTERS: dict[str, _Filter] = {
     ),
     "job": _Filter(_job, lambda v: f"changed by job #{v}"),
     "q": _Filter(lambda qs, v: qs.search(v), lambda v: f"matching “{v}”"),
+    "ai_language": _Filter(
+        lambda qs, v: in_other_language(qs, language=_settings_language(v)),
+        lambda v: "with AI text in another language than the settings'",
+    ),
 }
+
+
+def _settings_language(value: str) -> str:
+    if value != "other":
+        raise UnknownFilter(value)
+    return Settings.objects.current().language
 
 
 def _params(query: str) -> list[tuple[str, str]]:

@@ -366,6 +366,14 @@ class Settings(models.Model):
         default=partial(_env, "MEDIAOPT_LANGUAGE", "en"),
         help_text="Language of the generated text, e.g. en, de, pt-BR.",
     )
+    review_by_default = models.BooleanField(
+        "review results before they are written",
+        default=partial(_env_bool, "MEDIAOPT_REVIEW_BY_DEFAULT", False),
+        help_text=(
+            "Bulk jobs keep each result for review instead of writing it (the confirmation "
+            "page can change this per job)."
+        ),
+    )
     site_context = models.TextField(
         blank=True,
         max_length=500,

@@ -14,6 +14,7 @@ from django.http import (
     HttpResponse,
     HttpResponseRedirect,
 )
+from django.utils.html import format_html, format_html_join
 
 from mediaopt.library.fields import (
     EDITABLE_FIELDS,
@@ -21,9 +22,7 @@ from mediaopt.library.fields import (
 )
 from mediaopt.library.models import MediaAsset
 from metadata import revisions
-from metadata.models import (
-    MetadataRevision,
-)
+from metadata.models import MetadataRevision, Proposal
 
 
 def stale_message(number: int | None) -> str:
@@ -119,6 +118,31 @@ class MetadataChangeFormMixin:
 
     form = MediaAssetForm
     inlines = [RevisionInline]
+
+    @admin.display(description="quality checks")
+    def checks_display(self, asset: MediaAsset) -> str:
+        """What the checks found in the current values, and a result waiting for review."""
+        revision = asset.current_revision
+        findings = (revision.findings if revision is not None else None) or []
+        items = format_html_join(
+            "",
+            '<li class="mediaopt-finding mediaopt-finding-{}"><code>{}</code> {}</li>',
+            (
+                (f.get("level", ""), f.get("code", ""), f.get("message", ""))
+                for f in findings
+                if isinstance(f, dict)
+            ),
+        )
+        waiting = Proposal.objects.pending().filter(asset_id=asset.pk).first()
+        note = ""
+        if waiting is not None:
+            note = format_html(
+                '<p class="mediaopt-waiting">A result waits for review: {}.</p>',
+                waiting.get_reason_display().lower(),
+            )
+        if not items and not note:
+            return "No findings."
+        return format_html('{}<ul class="mediaopt-findings">{}</ul>', note, items)
 
     @admin.display(description="current revision")
     def revision_display(self, asset: MediaAsset) -> str:

@@ -31,6 +31,7 @@ from metadata.admin.regenerate import RegenerateMixin
 from metadata.models import (
     MetadataRevision,
     RegenerationJob,
+    Settings,
 )
 
 
@@ -85,12 +86,38 @@ class ChangedByJobFilter(admin.SimpleListFilter):
         return library_filters.changed_by_job(queryset, job_id=job_id)
 
 
+class OtherLanguageFilter(admin.SimpleListFilter):
+    """AI text asked in another language than the settings' (after the setting changed)."""
+
+    title = "AI text language"
+    parameter_name = "ai_language"
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> Sequence[tuple[str, str]]:
+        # Not named here: a query for the settings on every list view costs more than the
+        # name tells (the settings page names it).
+        return (("other", "Not in the settings' language"),)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        if self.value() == "other":
+            return library_filters.in_other_language(
+                queryset, language=Settings.objects.current().language
+            )
+        return queryset
+
+
 @admin.register(MediaAsset)
 class MediaAssetAdmin(
     BulkActionMixin, RegenerateMixin, HistoryMixin, MetadataChangeFormMixin, LibraryAdmin
 ):
-    list_filter = (*LibraryAdmin.list_filter, HasRevisionsFilter, ChangedByJobFilter)
-    readonly_fields = (*LibraryAdmin.readonly_fields, "revision_display")
+    list_filter = (
+        *LibraryAdmin.list_filter,
+        HasRevisionsFilter,
+        ChangedByJobFilter,
+        OtherLanguageFilter,
+    )
+    readonly_fields = (*LibraryAdmin.readonly_fields, "revision_display", "checks_display")
     fieldsets = (
         (None, {"fields": ("preview_display",)}),
         (
@@ -101,6 +128,7 @@ class MediaAssetAdmin(
                 "fields": (
                     *((name, source_field(name)) for name in FIELDS),
                     "is_decorative",
+                    "checks_display",
                     "based_on_revision",
                 )
             },

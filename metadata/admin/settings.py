@@ -25,6 +25,7 @@ from metadata.admin.common import (
     RECENT_JOBS,
     STOP_POLLING,
 )
+from metadata.forms import LanguageTagField, language_help
 from metadata.models import (
     JobState,
     RegenerationJob,
@@ -40,6 +41,7 @@ class SettingsForm(forms.ModelForm):
         required=False,
         help_text="Fields written unless a run chooses others.",
     )
+    language = LanguageTagField()
 
     class Meta:
         model = Settings
@@ -48,6 +50,7 @@ class SettingsForm(forms.ModelForm):
             "heuristic_fallback",
             "default_fields",
             "default_strategy",
+            "review_by_default",
             "language",
             "site_context",
             "model",
@@ -57,6 +60,10 @@ class SettingsForm(forms.ModelForm):
             "revisions_keep",
             "revisions_keep_days",
         ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["language"].help_text = language_help(self.instance.language)
 
     def clean_default_fields(self) -> list[str]:
         chosen = set(self.cleaned_data["default_fields"])
@@ -84,6 +91,7 @@ class SettingsAdmin(admin.ModelAdmin):
                     "heuristic_fallback",
                     "default_fields",
                     "default_strategy",
+                    "review_by_default",
                     "language",
                     "site_context",
                 )
