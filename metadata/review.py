@@ -88,6 +88,10 @@ class Card:
         return bool(self.conflicts)
 
     @property
+    def conflict_labels(self) -> str:
+        return ", ".join(FIELD_LABELS[name].lower() for name in self.conflicts)
+
+    @property
     def clean(self) -> bool:
         return not self.proposal.findings
 
