@@ -81,12 +81,12 @@ class ProposalAdmin(admin.ModelAdmin):
         return [
             path("", wrap(self.changelist_view), name=f"{name}_changelist"),
             path("decide/", wrap(self.decide_view), name=f"{name}_decide"),
-            path("<int:proposal_id>/card/", wrap(self.card_view), name=f"{name}_card"),
-            path("<int:proposal_id>/edit/", wrap(self.edit_view), name=f"{name}_edit"),
-            path("<int:proposal_id>/approve/", wrap(self.approve_view), name=f"{name}_approve"),
-            path("<int:proposal_id>/reject/", wrap(self.reject_view), name=f"{name}_reject"),
+            path("<int:object_id>/card/", wrap(self.card_view), name=f"{name}_card"),
+            path("<int:object_id>/edit/", wrap(self.edit_view), name=f"{name}_edit"),
+            path("<int:object_id>/approve/", wrap(self.approve_view), name=f"{name}_approve"),
+            path("<int:object_id>/reject/", wrap(self.reject_view), name=f"{name}_reject"),
             path(
-                "<int:proposal_id>/regenerate/",
+                "<int:object_id>/regenerate/",
                 wrap(self.regenerate_view),
                 name=f"{name}_regenerate",
             ),
@@ -150,27 +150,27 @@ class ProposalAdmin(admin.ModelAdmin):
         template = self.edit_template if edit else self.card_template
         return TemplateResponse(request, template, context)
 
-    def card_view(self, request: HttpRequest, proposal_id: int) -> HttpResponse:
+    def card_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         if not may_view(request):
             raise PermissionDenied
-        return self.card_response(request, load(proposal_id))
+        return self.card_response(request, load(object_id))
 
-    def edit_view(self, request: HttpRequest, proposal_id: int) -> HttpResponse:
+    def edit_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         if not may_decide(request):
             raise PermissionDenied
-        proposal = load(proposal_id)
+        proposal = load(object_id)
         if proposal.state != ProposalState.PENDING:
             return self.decided(request, proposal, "This proposal was decided meanwhile.")
         if not request.htmx:
             return HttpResponseRedirect(self.screen_url("") + f"#proposal-{proposal.pk}")
         return self.card_response(request, proposal, edit=True)
 
-    def approve_view(self, request: HttpRequest, proposal_id: int) -> HttpResponse:
+    def approve_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not may_decide(request):
             raise PermissionDenied
-        proposal = load(proposal_id)
+        proposal = load(object_id)
         edited = edited_values(proposal, request.POST) if request.POST.get("edited") else None
         try:
             approval = proposals.approve(proposal=proposal, actor=request.user, edited=edited)
@@ -185,12 +185,12 @@ class ProposalAdmin(admin.ModelAdmin):
             notice = f"Approved as revision {approval.revision.number}."
         return self.decided(request, proposal, notice)
 
-    def reject_view(self, request: HttpRequest, proposal_id: int) -> HttpResponse:
+    def reject_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not may_decide(request):
             raise PermissionDenied
-        proposal = load(proposal_id)
+        proposal = load(object_id)
         note = request.POST.get("note", "").strip()[:NOTE_MAX]
         try:
             proposals.reject(proposal=proposal, actor=request.user, note=note)
@@ -198,12 +198,12 @@ class ProposalAdmin(admin.ModelAdmin):
             return self.decided(request, proposal, "This proposal was decided meanwhile.")
         return self.decided(request, proposal, "Rejected; the image keeps its values.")
 
-    def regenerate_view(self, request: HttpRequest, proposal_id: int) -> HttpResponse:
+    def regenerate_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not (may_decide(request) and may_run(request)):
             raise PermissionDenied
-        proposal = load(proposal_id)
+        proposal = load(object_id)
         if proposal.state != ProposalState.PENDING:
             return self.decided(request, proposal, "This proposal was decided meanwhile.")
         started = single.request_regeneration(

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
-from metadata import proposals, review
+from metadata import library_filters, proposals, review
 from metadata.models import (
     JobKind,
     MetadataRevision,
@@ -268,3 +268,37 @@ def test_approve_clean_costs_the_same_queries_at_20_and_10000_waiting():
     large, approved = approve_clean_queries(actor)
     assert approved == 20
     assert large == small
+
+
+def test_the_job_page_and_the_settings_page_link_to_what_waits(admin_client):
+    job = finished_job()
+    for asset in imported(3):
+        propose(asset, job, alt_text="Proposed")
+    job_page = admin_client.get(reverse("admin:metadata_regenerationjob_change", args=[job.pk]))
+    assert f"?job={job.pk}" in job_page.content.decode()
+    assert "Review 3 waiting" in job_page.content.decode()
+    settings_page = admin_client.get(reverse("admin:metadata_settings_changelist"), follow=True)
+    assert "Review 3 waiting" in settings_page.content.decode()
+
+
+def test_the_job_page_has_no_review_link_when_nothing_waits(admin_client):
+    job = finished_job()
+    page = admin_client.get(reverse("admin:metadata_regenerationjob_change", args=[job.pk]))
+    assert "waiting</a>" not in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    "query", ["needs_review=yes", "needs_review=no", "needs_review=yes&q=photo"]
+)
+def test_the_needs_review_filter_replays_as_listed(admin_client, query):
+    waiting, decided, untouched = imported(3)
+    propose(waiting, alt_text="Waits")
+    proposals.reject(proposal=propose(decided, alt_text="Refused"), actor=None)
+    changelist = reverse("admin:mediaopt_mediaasset_changelist")
+    response = admin_client.get(f"{changelist}?{query}")
+    assert response.status_code == 200
+    listed = set(response.context["cl"].queryset.values_list("pk", flat=True))
+    assert set(library_filters.replay(query).values_list("pk", flat=True)) == listed
+    expected = {waiting.pk} if query.startswith("needs_review=yes") else {decided.pk, untouched.pk}
+    assert listed == expected
+    assert library_filters.describe("needs_review=yes") == "all images needing review"
