@@ -50,6 +50,8 @@
     if (!card || !card.classList.contains("mediaopt-review-card")) return;
     var field = card.querySelector("textarea");
     (field || card).focus();
+    // Most edits add to the model's wording or fix its end: start there.
+    if (field) field.setSelectionRange(field.value.length, field.value.length);
   });
 
   // htmx 2 swaps nothing on an error answer: say so on the card instead of doing nothing.
