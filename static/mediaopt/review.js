@@ -42,8 +42,9 @@
   });
 
   // A swapped card keeps the focus, so the next key acts on it; an edit form starts in
-  // its first field.
-  document.addEventListener("htmx:afterSwap", function (event) {
+  // its first field. After settling, not swapping: only then has htmx wired the new
+  // card's buttons, and a key pressed earlier would submit the plain form.
+  document.addEventListener("htmx:afterSettle", function (event) {
     var card = event.detail.elt && event.detail.elt.id
       ? document.getElementById(event.detail.elt.id)
       : null;

@@ -27,6 +27,7 @@ pytestmark = [
 ]
 
 SCREENSHOT = "/tmp/review-screen.png"
+SCREENSHOT_DARK = "/tmp/review-screen-dark.png"
 COLORS = ["navy", "teal", "orange", "purple", "olive", "maroon", "gray", "green"]
 LENGTH = {
     "field": "alt_text",
@@ -94,6 +95,11 @@ def test_review_a_job_by_click_and_by_key(admin_page: Page):
     expect(card(page, flagged).locator(".mediaopt-badge.is-error")).to_have_text("alt.length")
     page.screenshot(path=SCREENSHOT)
     assert serious(page) == []
+    # The admin's theme follows the system's unless toggled: the dark one must hold too.
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=SCREENSHOT_DARK)
+    assert serious(page) == []
+    page.emulate_media(color_scheme="light")
 
     card(page, a).get_by_role("button", name="Approve").click()
     expect(card(page, a)).to_contain_text("Approved as revision 2")
@@ -109,6 +115,7 @@ def test_review_a_job_by_click_and_by_key(admin_page: Page):
     expect(card(page, c)).to_contain_text("Rejected; the image keeps its values")
 
     # The keys: the swapped card C keeps the focus; j moves to D, a approves it.
+    expect(card(page, c)).to_be_focused()
     page.keyboard.press("j")
     expect(card(page, d)).to_be_focused()
     page.keyboard.press("k")
@@ -116,6 +123,7 @@ def test_review_a_job_by_click_and_by_key(admin_page: Page):
     page.keyboard.press("j")
     page.keyboard.press("a")
     expect(card(page, d)).to_contain_text("Approved as revision 2")
+    expect(card(page, d)).to_be_focused()
     page.keyboard.press("j")
     expect(card(page, e)).to_be_focused()
     page.keyboard.press("e")
