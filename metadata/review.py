@@ -21,7 +21,7 @@ from django.utils.safestring import SafeString
 
 from mediaopt.library.fields import DECORATIVE, EDITABLE_FIELDS, FIELD_LABELS, FIELDS
 from metadata import history, proposals
-from metadata.models import Proposal, ProposalReason, ProposalState
+from metadata.models import Proposal, ProposalReason, ProposalState, Settings
 
 PAGE_SIZE = 20
 # Approve-all works through what waits in batches of this many, each read with one query.
@@ -82,6 +82,9 @@ class Card:
     conflicts: tuple[str, ...]
     # Findings that name no field the card shows (e.g. about the whole image).
     other_findings: tuple[dict, ...] = field(default=())
+    # The language the settings ask for now, when the proposal was made in another one:
+    # approving writes text in the proposal's language.
+    setting_language: str = ""
 
     @property
     def outdated(self) -> bool:
@@ -147,7 +150,8 @@ def _json_text(text: str) -> str:
 def review_page(
     *, filters: Filters = Filters(), after_id: int | None = None, size: int = PAGE_SIZE
 ) -> Page:
-    """One page of cards after ``after_id``: two queries, whatever the table holds."""
+    """One page of cards after ``after_id``: three queries, whatever the table holds."""
+    language = Settings.objects.current().language
     queryset = waiting(filters).select_related(
         "asset", "asset__current_revision", "based_on", "job"
     )
@@ -156,7 +160,10 @@ def review_page(
     rows = list(queryset[: size + 1])
     shown = rows[:size]
     next_after = shown[-1].pk if len(rows) > size else None
-    return Page(cards=tuple(card(proposal) for proposal in shown), next_after_id=next_after)
+    return Page(
+        cards=tuple(card(proposal, setting_language=language) for proposal in shown),
+        next_after_id=next_after,
+    )
 
 
 def capped_count(queryset: QuerySet, *, cap: int = COUNT_CAP) -> int:
@@ -168,9 +175,10 @@ def waiting_count(*, job_id: int | None = None, cap: int = COUNT_CAP) -> int:
     return capped_count(waiting(Filters(job_id=job_id)), cap=cap)
 
 
-def card(proposal: Proposal) -> Card:
+def card(proposal: Proposal, *, setting_language: str = "") -> Card:
     """The proposal beside its image's current values; no queries if the caller selected
-    the asset and the based-on revision."""
+    the asset and the based-on revision. ``setting_language``: the settings' language,
+    to say when the proposal was made under another."""
     asset = proposal.asset
     by_field: dict[str, list[dict]] = {}
     for finding in proposal.findings:
@@ -208,6 +216,11 @@ def card(proposal: Proposal) -> Card:
         fields=tuple(comparisons),
         conflicts=proposals.proposal_conflicts(proposal, current=asset),
         other_findings=other,
+        setting_language=(
+            setting_language
+            if proposal.language and setting_language and proposal.language != setting_language
+            else ""
+        ),
     )
 
 

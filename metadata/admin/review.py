@@ -30,7 +30,13 @@ from mediaopt.library.admin import page_context
 from mediaopt.library.fields import FIELD_LABELS, FIELDS
 from metadata import proposals, review, single
 from metadata.admin.common import int_or_none, may_run
-from metadata.models import Proposal, ProposalReason, ProposalState, RegenerationJob
+from metadata.models import (
+    Proposal,
+    ProposalReason,
+    ProposalState,
+    RegenerationJob,
+    Settings,
+)
 
 VIEW_PERMISSION = "mediaopt.view_mediaasset"
 # Approving writes an image's metadata: whoever may edit images may decide, no one else.
@@ -142,7 +148,7 @@ class ProposalAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         proposal = load(proposal.pk)
         context = {
-            "card": review.card(proposal),
+            "card": review.card(proposal, setting_language=Settings.objects.current().language),
             "can_decide": may_decide(request),
             "can_regenerate": may_decide(request) and may_run(request),
             "notice": notice,

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from mediaopt.library.fields import Source
 from metadata import proposals, review
-from metadata.models import MetadataRevision, Proposal, ProposalReason, ProposalState
+from metadata.models import MetadataRevision, Proposal, ProposalReason, ProposalState, Settings
 from metadata.strategies import FieldChange, Plan
 from tests.revision_builders import finished_job, hand_edit, imported
 
@@ -199,3 +199,13 @@ def test_parse_filters_ignores_what_it_does_not_know():
         job="12", code=" alt.length ", field_name="nope", image_type="selfie", reason="x"
     )
     assert filters == review.Filters(job_id=12, code="alt.length")
+
+
+def test_a_proposal_made_in_another_language_than_the_setting_says_so():
+    Settings.objects.filter(pk=Settings.objects.current().pk).update(language="de")
+    (asset,) = imported(1)
+    propose(asset, alt_text="A dog")  # made in "en"
+    (english,) = review.review_page().cards
+    assert english.setting_language == "de"
+    Settings.objects.update(language="en")
+    assert review.review_page().cards[0].setting_language == ""

@@ -244,10 +244,12 @@ def screen_queries(client) -> int:
 
 def test_the_screen_costs_the_same_queries_at_20_and_10000_waiting(reviewer_client):
     waiting_rows(20)
+    screen_queries(reviewer_client)  # the first view makes the settings row
     small = screen_queries(reviewer_client)
     waiting_rows(9_980, start=200_000)
     assert screen_queries(reviewer_client) == small
-    assert small <= 10
+    # Session, user, settings, jobs offered, the capped count, the page.
+    assert small <= 8
 
 
 def approve_clean_queries(actor) -> tuple[int, int]:
