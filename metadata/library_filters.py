@@ -18,7 +18,7 @@ from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
-from metadata.models import MetadataRevision, RevisionKind, Settings
+from metadata.models import MetadataRevision, Proposal, RevisionKind, Settings
 
 # The largest id a database column holds: a bigger number names no job.
 MAX_ID = 2**63 - 1
@@ -101,6 +101,12 @@ def _decorative(queryset: QuerySet[MediaAsset], value: str) -> QuerySet[MediaAss
     return queryset.filter(is_decorative=value == "1")
 
 
+def needs_review(queryset: QuerySet[MediaAsset], *, waiting: bool) -> QuerySet[MediaAsset]:
+    """Images with a proposal waiting for a person (or, ``waiting=False``, without)."""
+    pending = Exists(Proposal.objects.pending().filter(asset=OuterRef("pk")))
+    return queryset.filter(pending if waiting else ~pending)
+
+
 def _job(queryset: QuerySet[MediaAsset], value: str) -> QuerySet[MediaAsset]:
     job_id = job_number(value)
     if job_id is None:
@@ -126,6 +132,10 @@ FILTERS: dict[str, _Filter] = {
         lambda v: "changed since import" if v == "yes" else "only imported",
     ),
     "job": _Filter(_job, lambda v: f"changed by job #{v}"),
+    "needs_review": _Filter(
+        lambda qs, v: needs_review(qs, waiting=_yes_no(v)),
+        lambda v: "needing review" if v == "yes" else "not needing review",
+    ),
     "q": _Filter(lambda qs, v: qs.search(v), lambda v: f"matching “{v}”"),
     "ai_language": _Filter(
         lambda qs, v: in_other_language(qs, language=_settings_language(v)),

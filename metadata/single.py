@@ -48,8 +48,12 @@ def busy_job_id(asset_id: int) -> int | None:
     return JobItem.objects.active_for_asset(asset_id).values_list("job_id", flat=True).first()
 
 
-def request_regeneration(*, asset: MediaAsset, actor, replace_manual: bool) -> Regeneration:
+def request_regeneration(
+    *, asset: MediaAsset, actor, replace_manual: bool, review: bool = False
+) -> Regeneration:
     """Start a ``single`` job for ``asset``, unless it is busy or AI is refused.
+
+    ``review``: the result waits as a proposal for a person instead of being written.
 
     The gate is asked here as well as by the runner: a refusal then reaches the person at
     once, instead of as a job paused with the image held.
@@ -64,7 +68,11 @@ def request_regeneration(*, asset: MediaAsset, actor, replace_manual: bool) -> R
         creation = jobs.create_job(
             kind=JobKind.SINGLE,
             asset_ids=[asset.pk],
-            options={"strategy": Strategy.OVERWRITE, "force": replace_manual},
+            options={
+                "strategy": Strategy.OVERWRITE,
+                "force": replace_manual,
+                **({"review": True} if review else {}),
+            },
             created_by=actor,
             queue=JobQueue.INTERACTIVE,
         )

@@ -25,16 +25,19 @@ from django.utils import timezone
 from billing import ledger
 from billing.models import Account, CreditHold, LedgerEntry, RequestMeter
 from mediaopt.library.models import MediaAsset
-from metadata import bulk
+from metadata import bulk, proposals
 from metadata.models import (
     ItemState,
     JobItem,
     JobKind,
     JobState,
     MetadataRevision,
+    Proposal,
+    ProposalReason,
     RegenerationJob,
     Settings,
 )
+from metadata.strategies import FieldChange, Plan
 from tests import factories, revision_builders
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
@@ -110,6 +113,7 @@ class World:
     entry: LedgerEntry
     hold: CreditHold
     meter: RequestMeter
+    proposal: Proposal  # waiting for review, for the spare image
 
 
 def build_world(user: User | None, media_root) -> World:
@@ -134,6 +138,13 @@ def build_world(user: User | None, media_root) -> World:
     )
     meter = RequestMeter.objects.create(account=account, month=ledger.month_start())
     (media_root / "seen.jpg").write_bytes(factories.jpeg())
+    spare.refresh_from_db()
+    proposal = proposals.propose(
+        asset=spare,
+        plan=Plan(changes={"alt_text": FieldChange("Proposed words", "ai")}),
+        based_on_revision_id=spare.current_revision_id,
+        reason=ProposalReason.REVIEW,
+    )
     return World(
         asset=asset,
         old_revision=old_revision,
@@ -146,6 +157,7 @@ def build_world(user: User | None, media_root) -> World:
         entry=LedgerEntry.objects.order_by("pk").first(),
         hold=hold,
         meter=meter,
+        proposal=proposal,
     )
 
 
@@ -164,6 +176,7 @@ def snapshot() -> dict:
             )
         ),
         "settings": sorted(Settings.objects.values_list("pk", "language", "model")),
+        "proposals": sorted(Proposal.objects.values_list("pk", "state")),
     }
 
 
@@ -222,6 +235,13 @@ PAGES: dict[str, frozenset[str] | str] = {
     "metadata_regenerationjob_history": STAFF,
     "metadata_regenerationjob_delete": NOBODY,
     "metadata_regenerationjob_change": STAFF,
+    "metadata_proposal_changelist": STAFF,
+    "metadata_proposal_card": STAFF,
+    "metadata_proposal_edit": frozenset({SUPERUSER, EDITOR, NO_CREDIT}),
+    "metadata_proposal_approve": POST_ONLY,
+    "metadata_proposal_reject": POST_ONLY,
+    "metadata_proposal_regenerate": POST_ONLY,
+    "metadata_proposal_decide": POST_ONLY,
     "billing_account_grant": frozenset({SUPERUSER}),
     "billing_account_changelist": STAFF,
     "billing_account_add": frozenset({SUPERUSER, NO_CREDIT}),
@@ -273,6 +293,7 @@ def url_of(full: str, world: World) -> str:
         "ledgerentry": world.entry.pk,
         "credithold": world.hold.pk,
         "requestmeter": world.meter.pk,
+        "proposal": world.proposal.pk,
     }[model]
     for kwargs in (
         {},
@@ -483,6 +504,29 @@ ACTIONS: dict[str, Action] = {
     ),
     "restore": Action(EDITORS, _restore, lambda w, b: changed(b, "revisions")),
     "edit": Action(EDITORS, _edit, lambda w, b: changed(b, "revisions")),
+    "approve proposal": Action(
+        EDITORS,
+        lambda c, w: c.post(reverse("admin:metadata_proposal_approve", args=[w.proposal.pk])),
+        lambda w, b: changed(b, "proposals", "revisions"),
+    ),
+    "reject proposal": Action(
+        EDITORS,
+        lambda c, w: c.post(reverse("admin:metadata_proposal_reject", args=[w.proposal.pk])),
+        lambda w, b: changed(b, "proposals"),
+    ),
+    "approve selected": Action(
+        EDITORS,
+        lambda c, w: c.post(
+            reverse("admin:metadata_proposal_decide"),
+            {"action": "approve_selected", "ids": [w.proposal.pk]},
+        ),
+        lambda w, b: changed(b, "proposals", "revisions"),
+    ),
+    "regenerate proposal": Action(
+        RUNNERS,
+        lambda c, w: c.post(reverse("admin:metadata_proposal_regenerate", args=[w.proposal.pk])),
+        lambda w, b: changed(b, "jobs"),
+    ),
     "add credits": Action(frozenset({SUPERUSER}), _grant, lambda w, b: changed(b, "ledger")),
     "change plan and mode": Action(
         frozenset({SUPERUSER}), _change_plan, lambda w, b: changed(b, "accounts")

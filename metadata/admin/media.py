@@ -86,6 +86,23 @@ class ChangedByJobFilter(admin.SimpleListFilter):
         return library_filters.changed_by_job(queryset, job_id=job_id)
 
 
+class NeedsReviewFilter(admin.SimpleListFilter):
+    """Images with a proposal waiting on the review screen."""
+
+    title = "review"
+    parameter_name = "needs_review"
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> Sequence[tuple[str, str]]:
+        return (("yes", "Needs review"), ("no", "Nothing waiting"))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        if self.value() in {"yes", "no"}:
+            return library_filters.needs_review(queryset, waiting=self.value() == "yes")
+        return queryset
+
+
 class OtherLanguageFilter(admin.SimpleListFilter):
     """AI text asked in another language than the settings' (after the setting changed)."""
 
@@ -115,6 +132,7 @@ class MediaAssetAdmin(
         *LibraryAdmin.list_filter,
         HasRevisionsFilter,
         ChangedByJobFilter,
+        NeedsReviewFilter,
         OtherLanguageFilter,
     )
     readonly_fields = (*LibraryAdmin.readonly_fields, "revision_display", "checks_display")

@@ -1,0 +1,69 @@
+// The review screen's keys, for people who review hundreds: j/k move between cards,
+// a approves, e edits, r rejects the focused card. Keys typed into a field are text.
+(function () {
+  "use strict";
+
+  function cards() {
+    return Array.from(document.querySelectorAll(".mediaopt-review-card"));
+  }
+
+  function current() {
+    return document.activeElement && document.activeElement.closest
+      ? document.activeElement.closest(".mediaopt-review-card")
+      : null;
+  }
+
+  function move(step) {
+    var all = cards();
+    if (!all.length) return;
+    var index = all.indexOf(current());
+    var next = index < 0 ? 0 : Math.min(Math.max(index + step, 0), all.length - 1);
+    all[next].focus();
+    all[next].scrollIntoView({ block: "nearest" });
+  }
+
+  function typing(target) {
+    return target.closest("input, textarea, select, [contenteditable]") !== null;
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.altKey || event.ctrlKey || event.metaKey || typing(event.target)) return;
+    if (event.key === "j" || event.key === "k") {
+      event.preventDefault();
+      move(event.key === "j" ? 1 : -1);
+      return;
+    }
+    var card = current();
+    var button = card && card.querySelector('[data-key="' + event.key + '"]');
+    if (button) {
+      event.preventDefault();
+      button.click();
+    }
+  });
+
+  // A swapped card keeps the focus, so the next key acts on it; an edit form starts in
+  // its first field. After settling, not swapping: only then has htmx wired the new
+  // card's buttons, and a key pressed earlier would submit the plain form.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var card = event.detail.elt && event.detail.elt.id
+      ? document.getElementById(event.detail.elt.id)
+      : null;
+    if (!card || !card.classList.contains("mediaopt-review-card")) return;
+    var field = card.querySelector("textarea");
+    (field || card).focus();
+    // Most edits add to the model's wording or fix its end: start there.
+    if (field) field.setSelectionRange(field.value.length, field.value.length);
+  });
+
+  // htmx 2 swaps nothing on an error answer: say so on the card instead of doing nothing.
+  document.addEventListener("htmx:responseError", function (event) {
+    var card = event.detail.elt.closest(".mediaopt-review-card");
+    var box = card && card.querySelector(".mediaopt-review-error");
+    if (!box) return;
+    box.textContent =
+      event.detail.xhr.status === 403
+        ? "You may not change this image's metadata."
+        : "That did not work (" + event.detail.xhr.status + "). Reload the page and try again.";
+    box.hidden = false;
+  });
+})();
