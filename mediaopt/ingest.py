@@ -1,17 +1,26 @@
-"""Bringing files into the library: checks, de-duplication by sha256, storage, revision 1."""
+"""Bringing files into the library: checks, de-duplication by sha256, storage, revision 1.
+
+A file is never read whole into memory: it is hashed in chunks, opened by Pillow as a
+stream (one decode gives the size, the thumbnail and the embedded text) and copied to
+storage in chunks. An upload may be a temporary file on disk of up to the upload limit.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.db import IntegrityError, transaction
 
-from mediaopt import images
+from mediaopt import filenames, images
 from mediaopt.models import MediaAsset
 from metadata import revisions
 
@@ -36,15 +45,32 @@ class ImportOutcome:
         }
 
 
-def _read(source: bytes | BinaryIO | Path | str, limit: int) -> bytes:
-    if isinstance(source, bytes):
-        return source
-    if isinstance(source, (str, Path)):
+_CHUNK_BYTES = 1024 * 1024
+
+
+@contextlib.contextmanager
+def _opened(source: bytes | BinaryIO | Path | str) -> Iterator[tuple[BinaryIO, int]]:
+    """A binary stream of the file and its size; closes only what it opened itself."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        yield io.BytesIO(bytes(source)), len(source)
+    elif isinstance(source, (str, Path)):
         with open(source, "rb") as handle:
-            return handle.read(limit + 1)
-    if hasattr(source, "seek"):
+            yield handle, os.fstat(handle.fileno()).st_size
+    else:
+        # The bytes themselves, not an upload's declared ``size``.
+        source.seek(0, os.SEEK_END)
+        size = source.tell()
         source.seek(0)
-    return source.read(limit + 1)
+        yield source, size
+
+
+def _sha256(stream: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    stream.seek(0)
+    while chunk := stream.read(_CHUNK_BYTES):
+        digest.update(chunk)
+    stream.seek(0)
+    return digest.hexdigest()
 
 
 def embedded_values(embedded: images.EmbeddedText) -> dict[str, str]:
@@ -63,34 +89,43 @@ def import_file(
     *, source: bytes | BinaryIO | Path | str, original_name: str, actor=None
 ) -> ImportOutcome:
     """Import one file. Never raises for bad input: a rejection carries its reason."""
-    original_name = Path(original_name).name[:255] or "unnamed"
-    limit = settings.MEDIAOPT_MAX_UPLOAD_BYTES
+    original_name = filenames.clean_name(original_name)
     try:
-        data = _read(source, limit)
+        with _opened(source) as (stream, size):
+            return _import_stream(
+                stream=stream, size=size, original_name=original_name, actor=actor
+            )
     except OSError as error:
         return ImportOutcome(REJECTED, original_name, reason=f"cannot be read: {error}")
-    if not data:
+
+
+def _duplicate(original_name: str, existing: MediaAsset) -> ImportOutcome:
+    return ImportOutcome(
+        DUPLICATE,
+        original_name,
+        asset=existing,
+        reason=f"already in the library as “{existing.original_name}” (#{existing.pk})",
+    )
+
+
+def _import_stream(*, stream: BinaryIO, size: int, original_name: str, actor) -> ImportOutcome:
+    limit = settings.MEDIAOPT_MAX_UPLOAD_BYTES
+    if not size:
         return ImportOutcome(REJECTED, original_name, reason="the file is empty")
-    if len(data) > limit:
+    if size > limit:
         return ImportOutcome(
             REJECTED, original_name, reason=f"larger than {limit // (1024 * 1024)} MB"
         )
 
-    sha256 = hashlib.sha256(data).hexdigest()
+    sha256 = _sha256(stream)
     existing = MediaAsset.objects.filter(sha256=sha256).first()
     if existing:
-        return ImportOutcome(
-            DUPLICATE,
-            original_name,
-            asset=existing,
-            reason=f"already in the library as “{existing.original_name}” (#{existing.pk})",
-        )
+        return _duplicate(original_name, existing)
     try:
-        info = images.inspect(data)
-        thumbnail = images.thumbnail(data)
+        examined = images.examine(stream)
     except images.ImageError as error:
         return ImportOutcome(REJECTED, original_name, reason=error.reason)
-    embedded = images.embedded_text(data)
+    info = examined.info
 
     asset = MediaAsset(
         original_name=original_name,
@@ -98,14 +133,17 @@ def import_file(
         format=info.format,
         width=info.width,
         height=info.height,
-        bytes=len(data),
+        bytes=size,
     )
-    asset.file.save(original_name, ContentFile(data), save=False)
-    asset.thumbnail.save(original_name, ContentFile(thumbnail), save=False)
+    stream.seek(0)
+    asset.file.save(original_name, File(stream, name=original_name), save=False)
+    asset.thumbnail.save(original_name, ContentFile(examined.thumbnail), save=False)
     try:
         with transaction.atomic():
             asset.save()
-            revisions.record_import(asset=asset, values=embedded_values(embedded), actor=actor)
+            revisions.record_import(
+                asset=asset, values=embedded_values(examined.embedded), actor=actor
+            )
     except IntegrityError:
         # Another process imported the same bytes between our check and our insert.
         existing = MediaAsset.objects.filter(sha256=sha256).first()
@@ -115,10 +153,5 @@ def import_file(
             asset.file.delete(save=False)
         if asset.thumbnail.name != existing.thumbnail.name:
             asset.thumbnail.delete(save=False)
-        return ImportOutcome(
-            DUPLICATE,
-            original_name,
-            asset=existing,
-            reason=f"already in the library as “{existing.original_name}” (#{existing.pk})",
-        )
+        return _duplicate(original_name, existing)
     return ImportOutcome(IMPORTED, original_name, asset=asset)
