@@ -20,6 +20,9 @@ _BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u
 _SEPARATORS = "\u2028\u2029"
 _WHITESPACE_CONTROLS = "\t\n\v\f\r\x85"
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f" + _BIDI_CONTROLS + _SEPARATORS + "]")
+# What json.dumps(ensure_ascii=False) leaves raw inside strings (it escapes C0 itself;
+# outside strings there is only its own indentation, which must stay as it is).
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f" + _BIDI_CONTROLS + _SEPARATORS + "]")
 
 
 def clean_name(name: str) -> str:
@@ -46,4 +49,4 @@ def _escape(match: re.Match[str]) -> str:
 
 def json_safe(text: str) -> str:
     """JSON text (already escaping C0) with C1 and bidi characters escaped as well."""
-    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
