@@ -162,7 +162,10 @@ def shrink(
     fy = max(1, int(height / stored_final[1] / reducing_gap))
 
     to_rgb = _band_converter(img)
-    if fx == fy == 1 and width * height * 4 <= _BAND_BYTES:
+    if img.mode in ("RGB", "L") and "transparency" not in img.info:
+        # Nothing to convert at full size: one reduction in C, no bands to copy.
+        small = to_rgb(img.reduce((fx, fy)) if fx * fy > 1 else img)
+    elif fx == fy == 1 and width * height * 4 <= _BAND_BYTES:
         small = to_rgb(img)
     else:
         rows = max(fy, (_BAND_BYTES // (width * 4)) // fy * fy)
