@@ -15,7 +15,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from django.conf import settings
 from PIL import Image
@@ -80,7 +80,8 @@ def _coefficient_bytes(img: Image.Image, full_size: tuple[int, int]) -> int:
 
 class _Budget:
     """Decoded bytes in flight in this process: threads wait for room rather than all
-    decoding their large images at once (a gthread worker serving several uploads)."""
+    decoding their large images at once (a gthread worker serving several uploads).
+    A thread never reserves twice at once: it would wait for itself."""
 
     def __init__(self) -> None:
         self._used = 0
@@ -168,7 +169,8 @@ def shrink(
     elif fx == fy == 1 and width * height * 4 <= _BAND_BYTES:
         small = to_rgb(img)
     else:
-        rows = max(fy, (_BAND_BYTES // (width * 4)) // fy * fy)
+        # Each row of each band copy also costs Pillow a pointer or two.
+        rows = max(fy, (_BAND_BYTES // (width * 4 + 32)) // fy * fy)
         small = Image.new("RGB", (-(-width // fx), -(-height // fy)))
         for top in range(0, height, rows):
             band = to_rgb(img.crop((0, top, width, min(top + rows, height))))
@@ -181,7 +183,7 @@ def shrink(
     return Image.frombytes("RGB", small.size, small.tobytes())
 
 
-def _band_converter(img: Image.Image):
+def _band_converter(img: Image.Image) -> Callable[[Image.Image], Image.Image]:
     """A function taking a band of ``img`` to RGB; scales are read once from the whole."""
     mode = img.mode
     if mode.startswith("I;16"):
