@@ -7,6 +7,11 @@ images are generated once into a temporary folder and reused. Not part of the te
 suite::
 
     .venv/bin/python bench/local.py            # target: 20 ms or less per image
+    .venv/bin/python bench/local.py --previews-only
+
+It also times previews of 12 MP JPEGs and 20 MP PNGs, images per second, next to Pillow's
+own floor measured in the same run on the same files (open, JPEG draft, load, thumbnail,
+save: the least any preview can cost), and the peak RSS of each run.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 CACHE = Path(tempfile.gettempdir()) / "mediaopt-bench-12mp"
 WIDTH, HEIGHT = 4000, 3000
+PNG_WIDTH, PNG_HEIGHT = 5477, 3651  # 20 MP
 
 
 def twelve_megapixel_jpegs(count: int) -> list[Path]:
@@ -46,11 +52,76 @@ def twelve_megapixel_jpegs(count: int) -> list[Path]:
     return paths
 
 
+def twenty_megapixel_pngs(count: int) -> list[Path]:
+    """Photo-like 20 MP PNGs, saved with fast compression as cameras' tools tend to."""
+    from PIL import Image, ImageFilter
+
+    CACHE.mkdir(exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = CACHE / f"photo_{i:03}.png"
+        if not path.exists():
+            small = Image.effect_noise((PNG_WIDTH // 16, PNG_HEIGHT // 16), 60 + i).convert("RGB")
+            small = small.filter(ImageFilter.GaussianBlur(1))
+            image = small.resize((PNG_WIDTH, PNG_HEIGHT), Image.Resampling.BICUBIC)
+            image.save(path, "PNG", compress_level=1)
+        paths.append(path)
+    return paths
+
+
+def pillow_floor(path, side: int = 512) -> bytes:
+    """The least a preview can cost with Pillow: nothing but decode, shrink, encode."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        # The same DCT scale mediaopt picks: at least 90% of the preview's long side.
+        share = 0.9 * side / max(img.size)
+        img.draft("RGB", (int(img.width * share), int(img.height * share)))
+        img.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        out = io.BytesIO()
+        img.convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def previews_per_second(paths: list[Path], renders: dict, rounds: int = 3) -> dict[str, float]:
+    """Images per second for each render, best of ``rounds`` passes. The renders take
+    turns on each file, so a busy moment of the shared machine slows them alike."""
+    best = dict.fromkeys(renders, float("inf"))
+    for _ in range(rounds):
+        spent = dict.fromkeys(renders, 0.0)
+        for path in paths:
+            for name, render in renders.items():
+                started = time.perf_counter()
+                with path.open("rb") as handle:
+                    render(handle)
+                spent[name] += time.perf_counter() - started
+        best = {name: min(best[name], spent[name]) for name in renders}
+    return {name: len(paths) / seconds for name, seconds in best.items()}
+
+
+def compare_previews(jpegs: list[Path], pngs: list[Path]) -> None:
+    import resource
+
+    from mediaopt.library import images
+
+    print("previews (512 px), images/second, best of 3 passes:")
+    print(f"  {'':18} {'mediaopt':>10} {'Pillow floor':>13} {'ratio':>7}")
+    for label, paths in (("12 MP JPEG", jpegs), ("20 MP PNG", pngs)):
+        rates = previews_per_second(paths, {"ours": images.preview, "floor": pillow_floor})
+        ours, floor = rates["ours"], rates["floor"]
+        print(f"  {label:18} {ours:10.1f} {floor:13.1f} {ours / floor:7.2f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  peak RSS of this process: {peak:.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=50)
+    parser.add_argument("--pngs", type=int, default=10)
+    parser.add_argument("--previews-only", action="store_true")
     args = parser.parse_args()
     paths = twelve_megapixel_jpegs(args.images)
+    pngs = twenty_megapixel_pngs(args.pngs)
     size = sum(path.stat().st_size for path in paths) / len(paths) / 1e6
     print(f"{len(paths)} JPEGs of {WIDTH}x{HEIGHT}, {size:.1f} MB each, in {CACHE}")
     with tempfile.TemporaryDirectory(prefix="mediaopt-bench-") as tmp:
@@ -67,13 +138,16 @@ def main() -> None:
                 "LOG_LEVEL": "WARNING",
             }
         )
-        run(paths)
+        run(paths, pngs, previews_only=args.previews_only)
 
 
-def run(paths: list[Path]) -> None:
+def run(paths: list[Path], pngs: list[Path], *, previews_only: bool) -> None:
     import django
 
     django.setup()
+    compare_previews(paths, pngs)
+    if previews_only:
+        return
     from django.conf import settings
     from django.core.management import call_command
 

@@ -220,6 +220,15 @@ MEDIAOPT_MAX_GRANT = env_int("MEDIAOPT_MAX_GRANT", 1_000_000)
 MEDIAOPT_MAX_IMAGE_PIXELS = env_int("MEDIAOPT_MAX_IMAGE_PIXELS", 64_000_000)
 MEDIAOPT_MAX_FRAMES = env_int("MEDIAOPT_MAX_FRAMES", 1000)
 MEDIAOPT_PREVIEW_SIZE = env_int("MEDIAOPT_PREVIEW_SIZE", 512)
+# Memory, not pixels: what one image may hold once decoded, in its colour mode (a 7999x7999
+# palette PNG is 64 MB, the same canvas in RGBA 256 MB), and what all images decoding at
+# once in one process may hold (images beyond it wait their turn).
+MEDIAOPT_MAX_DECODE_BYTES = env_int("MEDIAOPT_MAX_DECODE_BYTES", 192 * 1024 * 1024)
+MEDIAOPT_DECODE_BYTES_IN_FLIGHT = env_int("MEDIAOPT_DECODE_BYTES_IN_FLIGHT", 192 * 1024 * 1024)
+# EXIF larger than this is ignored (orientation and text included); PNG text, XMP and ICC
+# chunks together may inflate to at most MEDIAOPT_MAX_TEXT_BYTES, or the file is refused.
+MEDIAOPT_MAX_EXIF_BYTES = env_int("MEDIAOPT_MAX_EXIF_BYTES", 1024 * 1024)
+MEDIAOPT_MAX_TEXT_BYTES = env_int("MEDIAOPT_MAX_TEXT_BYTES", 4 * 1024 * 1024)
 
 LOGGING = {
     "version": 1,

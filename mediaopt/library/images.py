@@ -8,6 +8,12 @@ Every image this project reads goes through :func:`_open`, which
   (a 236 KB PNG can otherwise claim 666 MB); ``DecompressionBombWarning`` is an error;
 * only ever decodes the first frame: a 3,000-frame GIF costs what its first frame costs.
 
+Pixels are decoded only through :func:`_decoded`, which refuses an image whose decoded
+form would cost more than ``settings.MEDIAOPT_MAX_DECODE_BYTES`` in its colour mode and
+holds the process's decoding budget while it is loaded (see ``decoding``). EXIF over
+``MEDIAOPT_MAX_EXIF_BYTES`` is ignored and PNG text chunks are capped, so metadata
+cannot cost more than the pixels.
+
 Previews and thumbnails are *fresh* images built from pixels, so no EXIF, ICC profile,
 COM comment, XMP or IPTC block of the upload travels to the model or the browser.
 """
@@ -25,7 +31,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
-from PIL import Image, ImageOps, IptcImagePlugin
+from PIL import Image, ImageFile, IptcImagePlugin, PngImagePlugin
+
+from mediaopt.library import decoding
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
 
@@ -33,6 +41,12 @@ _SUPPORTED = "upload JPEG, PNG, GIF, WebP, TIFF or BMP"
 _DAMAGED = "the image file is damaged and cannot be read"
 _PREVIEW_QUALITY = 85
 _MAX_XMP_BYTES = 1024 * 1024
+# Longer embedded text is not a title or a caption; the fields' own limits are far lower.
+_MAX_TEXT_CHARS = 10_000
+_MAX_KEYWORDS = 200
+_TOO_MUCH_METADATA = (
+    "the image carries more embedded data (text, XMP or colour profile) than is allowed"
+)
 
 Source = bytes | BinaryIO | str | Path
 
@@ -72,6 +86,14 @@ def _max_pixels() -> int:
 
 def _max_frames() -> int:
     return max(1, int(getattr(settings, "MEDIAOPT_MAX_FRAMES", 1000)))
+
+
+def _max_exif_bytes() -> int:
+    return int(getattr(settings, "MEDIAOPT_MAX_EXIF_BYTES", 1024 * 1024))
+
+
+def _max_text_bytes() -> int:
+    return int(getattr(settings, "MEDIAOPT_MAX_TEXT_BYTES", 4 * 1024 * 1024))
 
 
 @contextlib.contextmanager
@@ -148,9 +170,13 @@ def _open(source: Source) -> Iterator[Image.Image]:
     Only headers are read here. Decoding happens in the caller, inside the same guard.
     """
     limit = _max_pixels()
-    # Pillow's limit is a module global; every call writes the same value from settings,
+    # Pillow's limits are module globals; every call writes the same values from settings,
     # so concurrent calls agree. Our own check below is the one that counts.
     Image.MAX_IMAGE_PIXELS = limit
+    # PNG text, XMP and ICC chunks are inflated whole into memory at open (64 MB by
+    # default in all); past these, Pillow raises and the file is refused.
+    PngImagePlugin.MAX_TEXT_MEMORY = _max_text_bytes()
+    PngImagePlugin.MAX_TEXT_CHUNK = min(ImageFile.SAFEBLOCK, _max_text_bytes())
     with _stream(source) as stream:
         head = _head(stream)
         if not head:
@@ -165,6 +191,8 @@ def _open(source: Source) -> Iterator[Image.Image]:
             raise ImageError(_too_large_reason(_pixels_in(exc))) from exc
         except Image.UnidentifiedImageError as exc:
             raise ImageError(_unsupported_reason(head)) from exc
+        except ValueError as exc:
+            raise ImageError(_value_error_reason(exc)) from exc
         except Exception as exc:  # Pillow raises many types on hostile headers.
             raise ImageError(_DAMAGED) from exc
         with img:
@@ -192,8 +220,41 @@ def _decoding_guard() -> Iterator[None]:
         if "truncated" in str(exc):
             raise ImageError("the image file is truncated (incomplete upload?)") from exc
         raise ImageError(_DAMAGED) from exc
+    except ValueError as exc:
+        raise ImageError(_value_error_reason(exc)) from exc
+    except MemoryError as exc:
+        raise ImageError("the image is too large to decode") from exc
     except Exception as exc:  # Pillow raises many types on hostile data.
         raise ImageError(_DAMAGED) from exc
+
+
+def _value_error_reason(exc: ValueError) -> str:
+    # PngImagePlugin's text, XMP and ICC limits name themselves in the message.
+    return _TOO_MUCH_METADATA if "MAX_TEXT" in str(exc) else _DAMAGED
+
+
+@contextlib.contextmanager
+def _decoded(img: Image.Image, *, draft_side: int) -> Iterator[Image.Image]:
+    """The opened image's first frame, decoded (a JPEG at the smallest scale that covers
+    ``draft_side``), while its cost is held against the process's decoding budget.
+
+    Refused before decoding when its decoded form would cost more memory than allowed.
+    """
+    img.seek(0)
+    full_size = img.size
+    if img.format == "JPEG":
+        _draft(img, draft_side)
+    cost = decoding.decode_cost(img, full_size=full_size)
+    limit = decoding.max_decode_bytes()
+    if cost > limit:
+        raise ImageError(
+            f"the image is too large to decode: {full_size[0]:,}x{full_size[1]:,} "
+            f"{img.format} in colour mode {img.mode} needs {cost / decoding.MB:,.0f} MB "
+            f"of memory; the limit is {limit / decoding.MB:,.0f} MB"
+        )
+    with decoding.reserve(cost):
+        img.load()
+        yield img
 
 
 def _pixels_in(exc: BaseException) -> int | None:
@@ -214,12 +275,31 @@ def _frame_count(img: Image.Image) -> int:
     return max(1, min(frames, _max_frames()))
 
 
-def _upright_size(img: Image.Image) -> tuple[int, int]:
-    width, height = img.size
+def _exif(img: Image.Image) -> Image.Exif:
+    """The image's EXIF, or an empty one when it is over MEDIAOPT_MAX_EXIF_BYTES.
+
+    Parsing is what costs: Pillow turns a tag of N numbers into a tuple of N ints, so
+    30 MB of EXIF took over 3 GB. A TIFF's tags are its own header, already read.
+    """
+    if img.format == "TIFF":
+        return img.getexif()
+    raw = img.info.get("exif")
+    exif = Image.Exif()
+    if isinstance(raw, (bytes, bytearray)) and 0 < len(raw) <= _max_exif_bytes():
+        exif.load(bytes(raw))
+    return exif
+
+
+def _orientation(img: Image.Image) -> int:
     try:
-        orientation = img.getexif().get(0x0112, 1)
+        orientation = int(_exif(img).get(0x0112, 1))
     except Exception:
-        orientation = 1
+        return 1
+    return orientation if 1 <= orientation <= 8 else 1
+
+
+def _upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    width, height = size
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
@@ -231,17 +311,7 @@ def inspect(source: Source) -> ImageInfo:
 
     Raises ImageError for anything not allowed, too large, truncated or damaged.
     """
-    with _open(source) as img:
-        fmt = img.format or ""
-        width, height = _upright_size(img)
-        frames = _frame_count(img)
-        img.seek(0)
-        if fmt == "JPEG":
-            # Scaled DCT still walks the whole entropy-coded stream (so truncation is
-            # caught) but allocates 1/64 of the pixels.
-            img.draft(None, (max(1, img.width // 8), max(1, img.height // 8)))
-        img.load()
-    return ImageInfo(format=fmt, width=width, height=height, frames=frames)
+    return _examine(source, thumbnail_side=None).info
 
 
 def preview(source: Source, *, max_side: int | None = None) -> bytes:
@@ -259,21 +329,60 @@ def thumbnail(source: Source, *, max_side: int = 240) -> bytes:
     return _render(source, max_side=max_side)
 
 
+@dataclass(frozen=True)
+class Examined:
+    """What an import needs from one file, read with a single decode."""
+
+    info: ImageInfo
+    thumbnail: bytes
+    embedded: EmbeddedText
+
+
+def examine(source: Source, *, thumbnail_side: int = 240) -> Examined:
+    """:func:`inspect`, :func:`thumbnail` and :func:`embedded_text` from one decode.
+
+    Raises ImageError like :func:`inspect`; broken metadata only leaves the text empty.
+    """
+    return _examine(source, thumbnail_side=thumbnail_side)
+
+
+def _examine(source: Source, *, thumbnail_side: int | None) -> Examined:
+    with _open(source) as img:
+        fmt = img.format or ""
+        frames = _frame_count(img)
+        # Before any draft: draft() shrinks the size a JPEG reports.
+        stored_size = img.size
+        # Without a thumbnail, 1/8 scale is enough: decoding still walks the whole
+        # entropy-coded stream (so truncation is caught) with 1/64 of the pixels.
+        draft_side = thumbnail_side or max(1, max(stored_size) // 8)
+        with _decoded(img, draft_side=draft_side) as loaded:
+            orientation = _orientation(loaded)
+            width, height = _upright_size(stored_size, orientation)
+            small = b""
+            embedded = EmbeddedText()
+            if thumbnail_side:
+                shrunk = decoding.shrink(loaded, max_side=thumbnail_side, orientation=orientation)
+                small = _jpeg(shrunk)
+                embedded = _embedded_from(loaded)
+    return Examined(
+        info=ImageInfo(format=fmt, width=width, height=height, frames=frames),
+        thumbnail=small,
+        embedded=embedded,
+    )
+
+
 def _render(source: Source, *, max_side: int) -> bytes:
     if max_side < 1:
         raise ValueError("max_side must be positive")
-    with _open(source) as img:
-        img.seek(0)
-        if img.format == "JPEG":
-            _draft(img, max_side)
-        img.load()
-        upright = ImageOps.exif_transpose(img)
-        rgb = _to_rgb(upright)
-        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        # A fresh image from raw pixels: info (comment, exif, icc_profile, xmp...) is empty.
-        fresh = Image.frombytes("RGB", rgb.size, rgb.tobytes())
+    with _open(source) as opened, _decoded(opened, draft_side=max_side) as img:
+        orientation = _orientation(img)
+        fresh = decoding.shrink(img, max_side=max_side, orientation=orientation)
+    return _jpeg(fresh)
+
+
+def _jpeg(img: Image.Image) -> bytes:
     out = io.BytesIO()
-    fresh.save(out, "JPEG", quality=_PREVIEW_QUALITY, optimize=True)
+    img.save(out, "JPEG", quality=_PREVIEW_QUALITY, optimize=True)
     return out.getvalue()
 
 
@@ -294,32 +403,6 @@ def _draft(img: Image.Image, max_side: int) -> None:
             # draft() picks the largest scale keeping both sides at least this box.
             img.draft(None, (width // scale, height // scale))
             return
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any mode to RGB; transparency is composited on white."""
-    mode = img.mode
-    if mode.startswith("I;16"):
-        # 16-bit grey: keep the brightness (convert("L") would clip everything to white).
-        img = img.convert("I").point(lambda v: v * (1 / 256)).convert("L")
-    elif mode in ("I", "F"):
-        _low, high = img.getextrema()
-        scale = 255 / high if high and high > 255 else 1
-        img = img.point(lambda v: v * scale).convert("L")
-    elif mode in ("LA", "La", "PA", "RGBa") or (
-        mode in ("P", "L", "RGB") and "transparency" in img.info
-    ):
-        img = img.convert("RGBA")
-
-    if img.mode == "RGBA":
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, img).convert("RGB")
-    if img.mode == "RGB":
-        return img
-    try:
-        return img.convert("RGB")
-    except ValueError as exc:
-        raise ImageError(f"unsupported colour mode {img.mode}") from exc
 
 
 # --------------------------------------------------------------------------- embedded text
@@ -388,10 +471,18 @@ def embedded_text(source: Source) -> EmbeddedText:
     """
     try:
         with _open(source) as img:
-            exif = _exif_text(img)
-            iptc = _iptc_text(img)
-            xmp = _xmp_text(img)
-            png = _png_text(img)
+            return _embedded_from(img)
+    except Exception:
+        return EmbeddedText()
+
+
+def _embedded_from(img: Image.Image) -> EmbeddedText:
+    """Embedded text of an opened image; never raises (broken metadata reads as none)."""
+    try:
+        exif = _exif_text(img)
+        iptc = _iptc_text(img)
+        xmp = _xmp_text(img)
+        png = _png_text(img)
     except Exception:
         return EmbeddedText()
 
@@ -399,7 +490,7 @@ def embedded_text(source: Source) -> EmbeddedText:
 
     def first(*values: str) -> str:
         for value in values:
-            text = _one_line(value)
+            text = _one_line(value[:_MAX_TEXT_CHARS])
             if text and not is_placeholder_text(text, camera=camera):
                 return text
         return ""
@@ -434,8 +525,8 @@ def _one_line(value: str) -> str:
 def _keywords(values: list[str], *, camera: str) -> tuple[str, ...]:
     seen: set[str] = set()
     words: list[str] = []
-    for value in values:
-        for part in re.split(r"[;,]", value):
+    for value in values[:_MAX_KEYWORDS]:
+        for part in re.split(r"[;,]", value[:_MAX_TEXT_CHARS]):
             word = _one_line(part)
             if (
                 word
@@ -474,7 +565,7 @@ def _decode_xp(value: object) -> str:
 
 def _exif_text(img: Image.Image) -> dict:
     try:
-        exif = img.getexif()
+        exif = _exif(img)
     except Exception:
         return {}
     out: dict = {}

@@ -1,22 +1,28 @@
 """Bringing files into the library: checks, de-duplication by sha256, storage.
 
+A file is never read whole into memory: it is hashed in chunks, opened by Pillow as a
+stream (one decode gives the size, the thumbnail and the embedded text) and copied to
+storage in chunks. An upload may be a temporary file on disk of up to the upload limit.
 The metadata app records each new image's first revision (its embedded text) through
 ``on_created``, in the same transaction as the image itself (metadata.intake).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+import io
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.db import IntegrityError, transaction
 
-from mediaopt.library import images
+from mediaopt.library import filenames, images
 from mediaopt.library.models import MediaAsset
 
 IMPORTED = "imported"
@@ -40,15 +46,32 @@ class ImportOutcome:
         }
 
 
-def _read(source: bytes | BinaryIO | Path | str, limit: int) -> bytes:
-    if isinstance(source, bytes):
-        return source
-    if isinstance(source, (str, Path)):
+_CHUNK_BYTES = 1024 * 1024
+
+
+@contextlib.contextmanager
+def _opened(source: bytes | BinaryIO | Path | str) -> Iterator[tuple[BinaryIO, int]]:
+    """A binary stream of the file and its size; closes only what it opened itself."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        yield io.BytesIO(bytes(source)), len(source)
+    elif isinstance(source, (str, Path)):
         with open(source, "rb") as handle:
-            return handle.read(limit + 1)
-    if hasattr(source, "seek"):
+            yield handle, os.fstat(handle.fileno()).st_size
+    else:
+        # The bytes themselves, not an upload's declared ``size``.
+        source.seek(0, os.SEEK_END)
+        size = source.tell()
         source.seek(0)
-    return source.read(limit + 1)
+        yield source, size
+
+
+def _sha256(stream: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    stream.seek(0)
+    while chunk := stream.read(_CHUNK_BYTES):
+        digest.update(chunk)
+    stream.seek(0)
+    return digest.hexdigest()
 
 
 def import_file(
@@ -62,34 +85,49 @@ def import_file(
     ``on_created`` runs in the transaction that inserts a new image, so what it writes
     exists exactly when the image does.
     """
-    original_name = Path(original_name).name[:255] or "unnamed"
-    limit = settings.MEDIAOPT_MAX_UPLOAD_BYTES
+    original_name = filenames.clean_name(original_name)
     try:
-        data = _read(source, limit)
+        with _opened(source) as (stream, size):
+            return _import_stream(
+                stream=stream, size=size, original_name=original_name, on_created=on_created
+            )
     except OSError as error:
         return ImportOutcome(REJECTED, original_name, reason=f"cannot be read: {error}")
-    if not data:
+
+
+def _duplicate(original_name: str, existing: MediaAsset) -> ImportOutcome:
+    return ImportOutcome(
+        DUPLICATE,
+        original_name,
+        asset=existing,
+        reason=f"already in the library as “{existing.original_name}” (#{existing.pk})",
+    )
+
+
+def _import_stream(
+    *,
+    stream: BinaryIO,
+    size: int,
+    original_name: str,
+    on_created: Callable[[MediaAsset, images.EmbeddedText], None] | None,
+) -> ImportOutcome:
+    limit = settings.MEDIAOPT_MAX_UPLOAD_BYTES
+    if not size:
         return ImportOutcome(REJECTED, original_name, reason="the file is empty")
-    if len(data) > limit:
+    if size > limit:
         return ImportOutcome(
             REJECTED, original_name, reason=f"larger than {limit // (1024 * 1024)} MB"
         )
 
-    sha256 = hashlib.sha256(data).hexdigest()
+    sha256 = _sha256(stream)
     existing = MediaAsset.objects.filter(sha256=sha256).first()
     if existing:
-        return ImportOutcome(
-            DUPLICATE,
-            original_name,
-            asset=existing,
-            reason=f"already in the library as “{existing.original_name}” (#{existing.pk})",
-        )
+        return _duplicate(original_name, existing)
     try:
-        info = images.inspect(data)
-        thumbnail = images.thumbnail(data)
+        examined = images.examine(stream)
     except images.ImageError as error:
         return ImportOutcome(REJECTED, original_name, reason=error.reason)
-    embedded = images.embedded_text(data)
+    info = examined.info
 
     asset = MediaAsset(
         original_name=original_name,
@@ -97,15 +135,16 @@ def import_file(
         format=info.format,
         width=info.width,
         height=info.height,
-        bytes=len(data),
+        bytes=size,
     )
-    asset.file.save(original_name, ContentFile(data), save=False)
-    asset.thumbnail.save(original_name, ContentFile(thumbnail), save=False)
+    stream.seek(0)
+    asset.file.save(original_name, File(stream, name=original_name), save=False)
+    asset.thumbnail.save(original_name, ContentFile(examined.thumbnail), save=False)
     try:
         with transaction.atomic():
             asset.save()
             if on_created is not None:
-                on_created(asset, embedded)
+                on_created(asset, examined.embedded)
     except IntegrityError:
         # Another process imported the same bytes between our check and our insert.
         existing = MediaAsset.objects.filter(sha256=sha256).first()
@@ -115,10 +154,5 @@ def import_file(
             asset.file.delete(save=False)
         if asset.thumbnail.name != existing.thumbnail.name:
             asset.thumbnail.delete(save=False)
-        return ImportOutcome(
-            DUPLICATE,
-            original_name,
-            asset=existing,
-            reason=f"already in the library as “{existing.original_name}” (#{existing.pk})",
-        )
+        return _duplicate(original_name, existing)
     return ImportOutcome(IMPORTED, original_name, asset=asset)

@@ -1,4 +1,4 @@
-"""mediaopt.images: what Pillow may open, what it refuses and why, and what previews hold."""
+"""library.images: what Pillow may open, what it refuses and why, and what previews hold."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from django.core.files.base import ContentFile
 from PIL import EpsImagePlugin, Image, ImageFile
 
-from mediaopt.library import images
+from mediaopt.library import decoding, images
 from mediaopt.library.images import EmbeddedText, ImageError, ImageInfo
 from tests import factories
 
@@ -512,3 +512,155 @@ def test_a_large_jpeg_is_decoded_at_the_smallest_scale_close_to_the_preview_size
         long_side = max(preview.size)
     assert 0.9 * 512 <= long_side <= 512
     assert preview.size[0] > preview.size[1]
+
+
+# ------------------------------------------------------------------ memory: the decode budget
+
+
+def test_the_decode_budget_counts_bytes_per_mode_not_pixels(settings, monkeypatch):
+    # 200 x 200: 40 KB in grey, 160 KB in RGBA (Pillow keeps four bytes a pixel).
+    settings.MEDIAOPT_MAX_DECODE_BYTES = 100_000
+    assert images.inspect(factories.png(200, 200, 90, mode="L")).width == 200
+    loads: list[object] = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(
+        ImageFile.ImageFile, "load", lambda self: loads.append(self) or real_load(self)
+    )
+    rgba = factories.png(200, 200, (1, 2, 3, 4), mode="RGBA")
+    for call in (images.inspect, images.preview, images.thumbnail):
+        with pytest.raises(ImageError) as caught:
+            call(rgba)
+        assert caught.value.reason == (
+            "the image is too large to decode: 200x200 PNG in colour mode RGBA needs 0 MB "
+            "of memory; the limit is 0 MB"
+        )
+    assert loads == []
+
+
+def test_a_jpeg_is_judged_at_its_draft_size(settings):
+    # 4000 x 3000 RGB is 48 MB at full size, 0.75 MB at the 1/8 scale a preview decodes.
+    settings.MEDIAOPT_MAX_DECODE_BYTES = 2 * 1024 * 1024
+    picture = io.BytesIO()
+    Image.new("RGB", (4000, 3000), "green").save(picture, "JPEG")
+    assert open_jpeg(images.preview(picture.getvalue())).size == (500, 375)
+
+
+def test_a_progressive_jpeg_counts_its_full_size_coefficients(settings):
+    picture = io.BytesIO()
+    Image.new("RGB", (2000, 1000), "green").save(picture, "JPEG", progressive=True)
+    settings.MEDIAOPT_MAX_DECODE_BYTES = 2 * 1024 * 1024  # 2000x1000 4:2:0 needs 6 MB
+    with pytest.raises(ImageError, match=r"^the image is too large to decode: 2,000x1,000 JPEG"):
+        images.preview(picture.getvalue())
+    settings.MEDIAOPT_MAX_DECODE_BYTES = 8 * 1024 * 1024
+    assert open_jpeg(images.preview(picture.getvalue())).size == (500, 250)  # 1/4 scale
+
+
+@pytest.fixture
+def small_bands(monkeypatch):
+    """Bands of a few rows, so shrinking a small test image crosses many of them."""
+    monkeypatch.setattr(decoding, "_BAND_BYTES", 4096)
+
+
+def test_shrinking_in_bands_composites_palette_transparency_on_white(small_bands):
+    img = open_jpeg(images.preview(factories.palette_png_with_transparency(640, 480)))
+    assert img.size == (512, 384)
+    assert close_to(img.getpixel((40, 200)), (255, 255, 255))
+    assert close_to(img.getpixel((470, 200)), (255, 0, 0))
+    assert close_to(img.getpixel((470, 380)), (255, 0, 0))  # the last, partial band
+
+
+def test_shrinking_in_bands_turns_an_orientation_6_jpeg_upright(small_bands):
+    data = factories.red_top_band_jpeg_with_orientation_6(1200, 600)
+    img = open_jpeg(images.preview(data))
+    assert img.size == (512, 256)
+    assert close_to(img.getpixel((256, 20)), (255, 0, 0))
+    assert close_to(img.getpixel((256, 240)), (0, 0, 255))
+    assert close_to(img.getpixel((10, 240)), (0, 0, 255))
+
+
+def test_shrinking_in_bands_keeps_16_bit_and_float_brightness(small_bands):
+    img = open_jpeg(images.preview(factories.png16(900, 700, value=32768)))
+    assert close_to(img.getpixel((200, 200)), (128, 128, 128), tolerance=3)
+    tiff = io.BytesIO()
+    Image.new("F", (900, 700), 1000.0).save(tiff, "TIFF")  # scaled so the brightest is 255
+    img = open_jpeg(images.preview(tiff.getvalue()))
+    assert close_to(img.getpixel((200, 200)), (255, 255, 255), tolerance=3)
+
+
+def test_a_long_thin_strip_shrinks_along_its_length():
+    img = open_jpeg(images.preview(factories.png(2, 20_000, "red")))
+    assert img.size == (1, 512)
+
+
+def test_exif_over_its_cap_is_ignored_orientation_included(settings):
+    from tests import hostile_corpus
+
+    data = factories.png(60, 30, "red", exif=None)
+    blob = hostile_corpus.exif_blob(payload=20_000, orientation=6)
+    with_exif = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(with_exif, "PNG", exif=blob)
+    assert images.inspect(with_exif.getvalue()).width == 30  # upright: rotated
+    settings.MEDIAOPT_MAX_EXIF_BYTES = 10_000
+    assert images.inspect(with_exif.getvalue()).width == 60  # too big to read: as stored
+    assert open_jpeg(images.preview(with_exif.getvalue())).size == (60, 30)
+
+
+def test_png_text_over_the_limit_refuses_the_file_with_a_reason(settings):
+    settings.MEDIAOPT_MAX_TEXT_BYTES = 10_000
+    data = factories.png(text={"Description": "a lighthouse " * 2000})
+    with pytest.raises(ImageError) as caught:
+        images.inspect(data)
+    assert caught.value.reason == (
+        "the image carries more embedded data (text, XMP or colour profile) than is allowed"
+    )
+    assert images.embedded_text(data) == EmbeddedText()
+    settings.MEDIAOPT_MAX_TEXT_BYTES = 100_000
+    assert images.embedded_text(data).description.startswith("a lighthouse a lighthouse")
+
+
+def test_embedded_text_is_capped_in_length():
+    data = factories.png(text={"Title": "word " * 5000})
+    assert len(images.embedded_text(data).title) <= 10_000
+
+
+def test_examine_reads_info_thumbnail_and_text_from_one_decode(monkeypatch):
+    data = factories.jpeg_with_embedded_text(description="A red barn in snow", sources=["exif"])
+    decodes: list[object] = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(  # a load() with tiles left is a decode; later calls are no-ops
+        ImageFile.ImageFile,
+        "load",
+        lambda self: (self.tile and decodes.append(self)) or real_load(self),
+    )
+    examined = images.examine(data)
+    assert len(decodes) == 1
+    assert examined.info == images.inspect(data)
+    assert examined.embedded == images.embedded_text(data)
+    assert open_jpeg(examined.thumbnail).size == open_jpeg(images.thumbnail(data)).size
+
+
+def test_a_second_large_decode_waits_for_the_first_to_finish(settings):
+    import threading
+
+    settings.MEDIAOPT_MAX_DECODE_BYTES = 1000
+    settings.MEDIAOPT_DECODE_BYTES_IN_FLIGHT = 1000
+    order: list[str] = []
+    first_in, second_tried = threading.Event(), threading.Event()
+
+    def second() -> None:
+        second_tried.set()
+        with decoding.reserve(800):
+            order.append("second")
+
+    with decoding.reserve(800):
+        first_in.set()
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        second_tried.wait(5)
+        waiter.join(0.3)
+        assert waiter.is_alive()  # no room while the first holds its bytes
+        order.append("first")
+    waiter.join(5)
+    assert order == ["first", "second"]
+    with decoding.reserve(5000):  # larger than the budget: runs alone, never blocks forever
+        pass

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from mediaopt.library import ingest
+from mediaopt.library import filenames, ingest
 from metadata import intake, jobs, terminal
 from metadata.models import JobItem, JobKind, RegenerationJob
 
@@ -30,7 +30,7 @@ def files_under(paths: list[str]) -> list[Path]:
         elif path.is_file():
             found.append(path)
         else:
-            raise CommandError(f"{raw}: no such file or folder")
+            raise CommandError(f"{filenames.printable(raw)}: no such file or folder")
     return found
 
 
@@ -107,14 +107,19 @@ class Command(BaseCommand):
             self.print_report(report, followed=wait or inline)
 
     def print_report(self, report: dict[str, Any], *, followed: bool) -> None:
+        """The report for a person at a terminal: names and reasons come from files and
+        from models, so every control character in them is written escaped."""
+        safe = filenames.printable
         self.stdout.write(
             f"{len(report['imported'])} imported, {len(report['duplicates'])} duplicates, "
             f"{len(report['rejected'])} rejected."
         )
         for entry in report["duplicates"]:
-            self.stdout.write(f"  duplicate {entry['path']}: {entry['reason']}")
+            self.stdout.write(f"  duplicate {safe(entry['path'])}: {safe(entry['reason'])}")
         for entry in report["rejected"]:
-            self.stdout.write(self.style.WARNING(f"  rejected {entry['path']}: {entry['reason']}"))
+            self.stdout.write(
+                self.style.WARNING(f"  rejected {safe(entry['path'])}: {safe(entry['reason'])}")
+            )
         summary = report.get("job")
         if summary is None:
             return
@@ -131,12 +136,14 @@ class Command(BaseCommand):
             f"{counts['failed']} failed."
         )
         if summary["pause_reason"]:
-            line += f" Paused: {summary['pause_reason']}"
+            line += f" Paused: {safe(summary['pause_reason'])}"
         self.stdout.write(line)
         for entry in report["items"]:
             if entry["state"] == "failed":
                 self.stdout.write(
-                    self.style.WARNING(f"  no metadata for {entry['name']}: {entry['reason']}")
+                    self.style.WARNING(
+                        f"  no metadata for {safe(entry['name'])}: {safe(entry['reason'])}"
+                    )
                 )
 
 
@@ -162,4 +169,5 @@ def item_results(job: RegenerationJob) -> list[dict[str, Any]]:
 
 
 def _json_dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    # json escapes C0 controls only; C1 and bidi controls would reach the terminal raw.
+    return filenames.json_safe(json.dumps(value, indent=2, ensure_ascii=False))
