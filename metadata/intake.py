@@ -15,20 +15,20 @@ from typing import BinaryIO
 from django.db import transaction
 
 from billing import gate
-from mediaopt.library import images, ingest
+from mediaopt.library import embedded, ingest
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
 from metadata import generation, jobs, revisions, schema
 from metadata.models import JobKind, JobQueue, RegenerationJob, Settings
 
 
-def embedded_values(embedded: images.EmbeddedText) -> dict[str, str]:
+def embedded_values(text: embedded.EmbeddedText) -> dict[str, str]:
     """Embedded text as revision-1 values. The caption is IPTC's "caption/abstract"."""
     return {
-        "title": schema.clean_value("title", embedded.title),
-        "caption": schema.clean_value("caption", embedded.description),
-        "description": schema.clean_value("description", embedded.description),
-        "keywords": schema.clean_keywords(list(embedded.keywords)),
+        "title": schema.clean_value("title", text.title),
+        "caption": schema.clean_value("caption", text.description),
+        "description": schema.clean_value("description", text.description),
+        "keywords": schema.clean_keywords(list(text.keywords)),
     }
 
 
@@ -38,8 +38,8 @@ def import_file(
     """Bring one file into the library with its revision 1 (the embedded text), in one
     transaction. Never raises for bad input: a rejection carries its reason."""
 
-    def record_import(asset: MediaAsset, embedded: images.EmbeddedText) -> None:
-        revisions.record_import(asset=asset, values=embedded_values(embedded), actor=actor)
+    def record_import(asset: MediaAsset, text: embedded.EmbeddedText) -> None:
+        revisions.record_import(asset=asset, values=embedded_values(text), actor=actor)
 
     return ingest.import_file(source=source, original_name=original_name, on_created=record_import)
 

@@ -23,6 +23,9 @@ LIBRARY_MODULES = (
     "mediaopt.library.fields",
     "mediaopt.library.models",
     "mediaopt.library.images",
+    "mediaopt.library.embedded",
+    "mediaopt.library.decoding",
+    "mediaopt.library.filenames",
     "mediaopt.library.ingest",
     "mediaopt.library.admin",
 )

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.db import IntegrityError, transaction
 
-from mediaopt.library import filenames, images
+from mediaopt.library import embedded, filenames, images
 from mediaopt.library.models import MediaAsset
 
 IMPORTED = "imported"
@@ -78,7 +78,7 @@ def import_file(
     *,
     source: bytes | BinaryIO | Path | str,
     original_name: str,
-    on_created: Callable[[MediaAsset, images.EmbeddedText], None] | None = None,
+    on_created: Callable[[MediaAsset, embedded.EmbeddedText], None] | None = None,
 ) -> ImportOutcome:
     """Import one file. Never raises for bad input: a rejection carries its reason.
 
@@ -109,7 +109,7 @@ def _import_stream(
     stream: BinaryIO,
     size: int,
     original_name: str,
-    on_created: Callable[[MediaAsset, images.EmbeddedText], None] | None,
+    on_created: Callable[[MediaAsset, embedded.EmbeddedText], None] | None,
 ) -> ImportOutcome:
     limit = settings.MEDIAOPT_MAX_UPLOAD_BYTES
     if not size:

@@ -12,7 +12,8 @@ from django.core.files.base import ContentFile
 from PIL import EpsImagePlugin, Image, ImageFile
 
 from mediaopt.library import decoding, images
-from mediaopt.library.images import EmbeddedText, ImageError, ImageInfo
+from mediaopt.library.embedded import EmbeddedText
+from mediaopt.library.images import ImageError, ImageInfo
 from tests import factories
 
 SUPPORTED = "upload JPEG, PNG, GIF, WebP, TIFF or BMP"
