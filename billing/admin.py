@@ -21,11 +21,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html
 
 from billing import crypto, ledger
 from billing.models import Account, CreditHold, LedgerEntry, RequestMeter
+from mediaopt.library.admin import ReadOnlyAdminMixin, admin_route
 
 GRANT_PERMISSION = "billing.grant_credits"
 PLAN_PERMISSION = "billing.change_account_plan"
@@ -138,11 +139,7 @@ class AccountAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         return [
-            path(
-                "<path:object_id>/grant/",
-                self.admin_site.admin_view(self.grant_view),
-                name=f"{self.opts.app_label}_{self.opts.model_name}_grant",
-            ),
+            admin_route(self, "<path:object_id>/grant/", self.grant_view, "grant"),
             *super().get_urls(),
         ]
 
@@ -214,15 +211,8 @@ class GrantForm(forms.Form):
         self.order_fields(self.field_order)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    pass
 
 
 @admin.register(LedgerEntry)

@@ -22,23 +22,13 @@ from django.utils.safestring import SafeString
 from mediaopt.library.fields import DECORATIVE, EDITABLE_FIELDS, FIELD_LABELS, FIELDS
 from metadata import history, proposals
 from metadata.models import Proposal, ProposalReason, ProposalState, Settings
+from metadata.providers.prompt import IMAGE_TYPES
 
 PAGE_SIZE = 20
 # Approve-all works through what waits in batches of this many, each read with one query.
 BATCH_SIZE = 100
 # Counts shown on the screen stop here: counting further would cost a scan.
 COUNT_CAP = 1000
-# The image types the quality checks give an image (the request's ``image_type``).
-IMAGE_TYPES: tuple[str, ...] = (
-    "photo",
-    "illustration",
-    "screenshot",
-    "chart",
-    "diagram",
-    "logo",
-    "icon",
-    "text",
-)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,31 @@ from mediaopt.library.fields import FIELDS, source_field
 from mediaopt.library.models import SEARCH_FIELDS, MediaAsset
 
 
+def admin_route(model_admin: admin.ModelAdmin, route: str, view: Any, name: str) -> URLPattern:
+    """A view of ``model_admin`` at ``route`` (under its changelist), behind the admin's
+    login and named "<app>_<model>_<name>" like the admin's own URLs."""
+    opts = model_admin.opts
+    return path(
+        route,
+        model_admin.admin_site.admin_view(view),
+        name=f"{opts.app_label}_{opts.model_name}_{name}",
+    )
+
+
+class ReadOnlyAdminMixin:
+    """A log or a record written by its own module: nobody adds, changes or deletes rows
+    from the admin."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 def page_context(
     model_admin: admin.ModelAdmin,
     request: HttpRequest,
@@ -221,13 +246,7 @@ class LibraryAdmin(admin.ModelAdmin):
     # --- upload -------------------------------------------------------------------------
 
     def upload_urls(self) -> list[URLPattern]:
-        return [
-            path(
-                "upload/",
-                self.admin_site.admin_view(self.upload_view),
-                name=self.view_name("upload"),
-            )
-        ]
+        return [admin_route(self, "upload/", self.upload_view, "upload")]
 
     def get_urls(self) -> list[URLPattern]:
         # Before super()'s: its "<path:object_id>/" would swallow "upload/".

@@ -16,10 +16,10 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern
 from django.utils.html import format_html
 
-from mediaopt.library.admin import page_context
+from mediaopt.library.admin import admin_route, page_context
 from metadata import bulk
 from metadata.admin.common import (
     job_link,
@@ -42,16 +42,10 @@ class BulkActionMixin:
 
     def bulk_urls(self) -> list[URLPattern]:
         return [
-            path(
-                "regenerate-bulk/<int:job_id>/",
-                self.admin_site.admin_view(self.regenerate_bulk_view),
-                name=self.view_name("regenerate_bulk"),
+            admin_route(
+                self, "regenerate-bulk/<int:job_id>/", self.regenerate_bulk_view, "regenerate_bulk"
             ),
-            path(
-                "regenerate-all/",
-                self.admin_site.admin_view(self.regenerate_all_view),
-                name=self.view_name("regenerate_all"),
-            ),
+            admin_route(self, "regenerate-all/", self.regenerate_all_view, "regenerate_all"),
         ]
 
     def has_run_regeneration_permission(self, request: HttpRequest) -> bool:

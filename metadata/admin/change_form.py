@@ -16,6 +16,7 @@ from django.http import (
 )
 from django.utils.html import format_html, format_html_join
 
+from mediaopt.library.admin import ReadOnlyAdminMixin
 from mediaopt.library.fields import (
     EDITABLE_FIELDS,
     FIELDS,
@@ -71,7 +72,7 @@ def revision_number(revision_id: int | None) -> int | None:
     return MetadataRevision.objects.filter(pk=revision_id).values_list("number", flat=True).first()
 
 
-class RevisionInline(admin.TabularInline):
+class RevisionInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The asset's history, newest first. Read-only: revisions are append-only."""
 
     model = MetadataRevision
@@ -102,15 +103,6 @@ class RevisionInline(admin.TabularInline):
     @admin.display(description="changed")
     def changed_fields_display(self, revision: MetadataRevision) -> str:
         return ", ".join(revision.changed_fields) or "—"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class MetadataChangeFormMixin:

@@ -21,9 +21,9 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern
 
-from mediaopt.library.admin import page_context
+from mediaopt.library.admin import admin_route, page_context
 from mediaopt.library.fields import (
     EDITABLE_FIELDS,
 )
@@ -52,20 +52,23 @@ class HistoryMixin:
 
     def history_urls(self) -> list[URLPattern]:
         return [
-            path(
+            admin_route(
+                self,
                 "<path:object_id>/metadata-history/",
-                self.admin_site.admin_view(self.metadata_history_view),
-                name=self.view_name("metadata_history"),
+                self.metadata_history_view,
+                "metadata_history",
             ),
-            path(
+            admin_route(
+                self,
                 "<path:object_id>/metadata-history/compare/",
-                self.admin_site.admin_view(self.metadata_compare_view),
-                name=self.view_name("metadata_compare"),
+                self.metadata_compare_view,
+                "metadata_compare",
             ),
-            path(
+            admin_route(
+                self,
                 "<path:object_id>/metadata-history/<int:revision_id>/restore/",
-                self.admin_site.admin_view(self.metadata_restore_view),
-                name=self.view_name("metadata_restore"),
+                self.metadata_restore_view,
+                "metadata_restore",
             ),
         ]
 

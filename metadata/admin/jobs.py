@@ -22,7 +22,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django_htmx.http import HttpResponseClientRedirect
 
-from mediaopt.library.admin import page_context
+from mediaopt.library.admin import ReadOnlyAdminMixin, page_context
 from mediaopt.library.models import MediaAsset
 from metadata import jobs, undo
 from metadata.admin.common import (
@@ -38,7 +38,7 @@ from metadata.models import (
 
 
 @admin.register(RegenerationJob)
-class RegenerationJobAdmin(UndoMixin, admin.ModelAdmin):
+class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Jobs are created by their features and moved only by jobs.py: the list shows them,
     a job's page is its progress and its controls (pause, resume, cancel, retry failed,
     undo)."""
@@ -94,16 +94,6 @@ class RegenerationJobAdmin(UndoMixin, admin.ModelAdmin):
         if target is None:
             return None
         return format_html('<a href="{}">#{}</a>', self.job_url("change", target), target)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Read-only: a job changes only through the controls on its page.
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     # --- the job's page -----------------------------------------------------------------
 

@@ -18,9 +18,9 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern
 
-from mediaopt.library.admin import page_context
+from mediaopt.library.admin import admin_route, page_context
 from mediaopt.library.fields import (
     EDITABLE_FIELDS,
     FIELD_LABELS,
@@ -53,16 +53,8 @@ class RegenerateMixin:
 
     def regenerate_urls(self) -> list[URLPattern]:
         return [
-            path(
-                "<path:object_id>/regenerate/",
-                self.admin_site.admin_view(self.regenerate_view),
-                name=self.view_name("regenerate"),
-            ),
-            path(
-                "<path:object_id>/job-panel/",
-                self.admin_site.admin_view(self.job_panel_view),
-                name=self.view_name("job_panel"),
-            ),
+            admin_route(self, "<path:object_id>/regenerate/", self.regenerate_view, "regenerate"),
+            admin_route(self, "<path:object_id>/job-panel/", self.job_panel_view, "job_panel"),
         ]
 
     def change_view(

@@ -37,6 +37,7 @@ from metadata.models import (
     RegenerationJob,
     Settings,
 )
+from metadata.providers.prompt import IMAGE_TYPES
 
 VIEW_PERMISSION = "mediaopt.view_mediaasset"
 # Approving writes an image's metadata: whoever may edit images may decide, no one else.
@@ -123,7 +124,7 @@ class ProposalAdmin(admin.ModelAdmin):
             can_regenerate=may_decide(request) and may_run(request),
             job_choices=job_choices(filters.job_id),
             field_choices=review.field_choices(),
-            image_types=review.IMAGE_TYPES,
+            image_types=IMAGE_TYPES,
             reasons=ProposalReason.choices,
             filter_query=query,
             first_url=self.screen_url(query),

@@ -3,21 +3,20 @@ revisions.py alone."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import (
     HttpRequest,
 )
 
+from mediaopt.library.admin import ReadOnlyAdminMixin
 from metadata.models import (
     MetadataRevision,
 )
 
 
 @admin.register(MetadataRevision)
-class MetadataRevisionAdmin(admin.ModelAdmin):
+class MetadataRevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Revisions are append-only and written by revisions.py alone: this is a log."""
 
     list_display = (
@@ -69,12 +68,3 @@ class MetadataRevisionAdmin(admin.ModelAdmin):
     @admin.display(description="changed fields")
     def changed_fields_display(self, revision: MetadataRevision) -> str:
         return ", ".join(revision.changed_fields) or "—"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

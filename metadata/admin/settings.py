@@ -14,8 +14,9 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, reverse
 
+from mediaopt.library.admin import admin_route
 from mediaopt.library.fields import (
     FIELDS,
     LABELS,
@@ -129,11 +130,7 @@ class SettingsAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         # Before super()'s: its "<path:object_id>/" would swallow "jobs/".
         return [
-            path(
-                "jobs/",
-                self.admin_site.admin_view(self.jobs_view),
-                name=f"{self.opts.app_label}_{self.opts.model_name}_jobs",
-            )
+            admin_route(self, "jobs/", self.jobs_view, "jobs"),
         ] + super().get_urls()
 
     def may_see_jobs(self, request: HttpRequest) -> bool:
