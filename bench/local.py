@@ -78,7 +78,7 @@ def run(paths: list[Path]) -> None:
     from django.core.management import call_command
 
     from mediaopt import images, ingest
-    from metadata import generation, jobs
+    from metadata import generation, jobs, progress, runner
     from metadata.models import JobKind, JobState, Settings
     from metadata.providers import openai as _sdk  # noqa: F401  (a worker imports it once)
     from tests.billing.helpers import funded_account
@@ -117,11 +117,11 @@ def run(paths: list[Path]) -> None:
         settings.MEDIAOPT_JOB_CONCURRENCY = 1  # one call at a time: local cost, not overlap
         job = jobs.create_job(kind=JobKind.BULK, asset_ids=ids).job
         started = time.perf_counter()
-        jobs.run_inline(job)
+        runner.run_inline(job)
         total = time.perf_counter() - started
     job.refresh_from_db()
-    progress = jobs.progress(job)
-    assert job.state == JobState.COMPLETED and progress.succeeded == len(ids), progress
+    counts = progress.progress(job)
+    assert job.state == JobState.COMPLETED and counts.succeeded == len(ids), counts
 
     n = len(ids)
     print(f"import (hash, probe, embedded text, revision 1): {imported * 1000 / n:.1f} ms/image")

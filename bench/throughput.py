@@ -98,7 +98,7 @@ def run(args: argparse.Namespace, workdir: Path, database: str) -> None:
     from django.core.management import call_command
 
     from mediaopt import ingest
-    from metadata import jobs
+    from metadata import jobs, progress
     from metadata.models import JobKind, JobState, Settings
     from tests import factories
     from tests.billing.helpers import funded_account
@@ -150,13 +150,13 @@ def run(args: argparse.Namespace, workdir: Path, database: str) -> None:
         while time.monotonic() - enqueued < args.seconds:
             time.sleep(0.5)
             job.refresh_from_db()
-            progress = jobs.progress(job)
-            if first_done is None and progress.done:
+            counts = progress.progress(job)
+            if first_done is None and counts.done:
                 first_done = time.monotonic()
             if job.state not in {JobState.QUEUED, JobState.RUNNING}:
                 break
         ended = time.monotonic()
-        report(args, job, jobs.progress(job), fake, enqueued, first_done, ended)
+        report(args, job, progress.progress(job), fake, enqueued, first_done, ended)
     finally:
         cluster.stop()
         fake.stop()

@@ -174,6 +174,10 @@ class ItemState(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+# Nothing moves a job out of these: its page stops polling, the CLI stops following, and
+# no item under it may be pending or claimed.
+FINAL_JOB_STATES = frozenset({JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED})
+
 # An item in one of these states holds its asset: at most one per asset (a DB constraint).
 ACTIVE_ITEM_STATES = (ItemState.PENDING, ItemState.CLAIMED)
 
@@ -185,6 +189,10 @@ DONE_ITEM_STATES = (
     ItemState.FAILED,
     ItemState.CANCELLED,
 )
+
+# An item in one of these states was worked by a runner (a cancelled one never was): the
+# rate a job page shows and "Try on 10 first" count these.
+WORKED_ITEM_STATES = (ItemState.SUCCEEDED, ItemState.SKIPPED, ItemState.FAILED)
 
 
 def _item_count(**filters) -> Coalesce:

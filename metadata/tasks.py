@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from metadata import jobs, revisions
+from metadata import jobs, revisions, runner
 
 logger = logging.getLogger(__name__)
 
 
 def run_job(job_id: int) -> None:
-    jobs.run_job(job_id=job_id)
+    runner.run_job(job_id=job_id)
 
 
 def recover() -> None:

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand
 
 from mediaopt import demo, ingest
 from mediaopt.models import MediaAsset
-from metadata import intake, jobs
+from metadata import intake, runner
 from metadata.models import JobKind
 
 
@@ -24,7 +24,7 @@ class Command(BaseCommand):
             if job is not None:
                 # Inline, before the clusters start: a newcomer's first page already
                 # shows the demo images with their metadata.
-                jobs.run_inline(job)
+                runner.run_inline(job)
                 self.stdout.write(
                     f"Imported {len(imported)} demo images; metadata written by job #{job.pk}."
                 )
