@@ -14,6 +14,8 @@ recover() gave the item to another) writes nothing.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
@@ -21,13 +23,27 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Case,
+    CharField,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from billing import ledger
 from billing.models import Account
 from metadata import generation, revisions
 from metadata.models import (
+    ACTIVE_ITEM_STATES,
+    FINAL_JOB_STATES,
     ItemState,
     JobItem,
     JobKind,
@@ -162,16 +178,21 @@ def dispatch(job: RegenerationJob, *, now: datetime | None = None) -> None:
     """Hand "run job J" to the job's cluster once the current transaction commits.
 
     The heartbeat is touched now, so recover() does not send a second runner while this
-    one waits in the queue.
+    one waits in the queue; the task carries a new runner token, so only it may take the
+    job over (a second delivery of it, or an older task, finds the token changed).
     """
     from django_q.tasks import async_task
 
-    RegenerationJob.objects.filter(pk=job.pk).update(runner_heartbeat=now or timezone.now())
+    token = uuid.uuid4()
+    RegenerationJob.objects.filter(pk=job.pk).update(
+        runner_heartbeat=now or timezone.now(), runner_token=token
+    )
     job_id, queue = job.pk, job.queue
     transaction.on_commit(
         lambda: async_task(
             "metadata.tasks.run_job",
             job_id,
+            runner_token=token.hex,
             q_options={"cluster": queue, "task_name": f"job-{job_id}"},
         )
     )
@@ -206,7 +227,7 @@ def resume(job: RegenerationJob) -> None:
 
 def cancel(job: RegenerationJob) -> None:
     """Pending items are cancelled at once; a claimed item finishes (its call is paid for)
-    or is cancelled when its runner lets go of it."""
+    or is cancelled when its runner lets go of it, whatever its call answered."""
     with transaction.atomic():
         _move_job(
             job,
@@ -356,11 +377,15 @@ def add_items(*, job: RegenerationJob, assets: QuerySet) -> int:
 # -- item transitions --------------------------------------------------------------------
 
 
-def claim(*, job_id: int, batch_size: int, lease_seconds: float) -> list[ClaimedItem]:
-    """Take up to ``batch_size`` due pending items: count the attempt, set a lease.
+def claim(
+    *, job_id: int, batch_size: int, lease_seconds: float, count_attempt: bool = False
+) -> list[ClaimedItem]:
+    """Take up to ``batch_size`` due pending items under a lease.
 
-    Items whose attempts already ran out (their worker died, or lost its lease, each
-    time) fail here with the reason instead of being opened again.
+    The attempt is counted by open_item, when the runner opens the image: batch mates of
+    an image that kills its worker lose nothing. ``count_attempt`` counts it here instead,
+    for work that opens no image (undo). Items whose attempts already ran out (their
+    worker died on them each time) fail here with the reason instead of being opened again.
     """
     limit = max_attempts()
     claimed: list[ClaimedItem] = []
@@ -391,16 +416,20 @@ def claim(*, job_id: int, batch_size: int, lease_seconds: float) -> list[Claimed
                 token = uuid.uuid4()
                 # Conditional on pending: on SQLite (no row locks) the IMMEDIATE
                 # transaction serialises claims; this guard keeps them honest anyway.
+                counted = 1 if count_attempt else 0
                 if JobItem.objects.filter(pk=item_id, state=ItemState.PENDING).update(
                     state=ItemState.CLAIMED,
-                    attempts=F("attempts") + 1,
+                    attempts=F("attempts") + counted,
                     lease_token=token,
                     lease_expires_at=expires,
                     updated_at=now,
                 ):
                     claimed.append(
                         ClaimedItem(
-                            id=item_id, asset_id=asset_id, attempts=attempts + 1, lease_token=token
+                            id=item_id,
+                            asset_id=asset_id,
+                            attempts=attempts + counted,
+                            lease_token=token,
                         )
                     )
     return claimed
@@ -408,6 +437,37 @@ def claim(*, job_id: int, batch_size: int, lease_seconds: float) -> list[Claimed
 
 def _held(item_id: int, lease_token: uuid.UUID):
     return JobItem.objects.filter(pk=item_id, state=ItemState.CLAIMED, lease_token=lease_token)
+
+
+def open_item(*, item: ClaimedItem, lease_seconds: float) -> ClaimedItem | None:
+    """Count the attempt of an item whose image is about to be opened (and renew its
+    lease); the item with its new count, or None if the lease was lost."""
+    now = timezone.now()
+    if not _held(item.id, item.lease_token).update(
+        attempts=F("attempts") + 1,
+        lease_expires_at=now + timedelta(seconds=lease_seconds),
+        updated_at=now,
+    ):
+        _lease_lost(item.id)
+        return None
+    return dataclasses.replace(item, attempts=item.attempts + 1)
+
+
+def extend_leases(*, job_id: int, lease_tokens: list[uuid.UUID], seconds: float) -> int:
+    """The live runner's heartbeat: push out the leases it holds and their credit holds
+    together, so a call slower than one lease keeps its item. Returns leases extended."""
+    if not lease_tokens:
+        return 0
+    now = timezone.now()
+    expires = now + timedelta(seconds=seconds)
+    with transaction.atomic():
+        held = JobItem.objects.filter(
+            job_id=job_id, state=ItemState.CLAIMED, lease_token__in=lease_tokens
+        )
+        item_ids = list(held.values_list("pk", flat=True))
+        extended = held.update(lease_expires_at=expires, updated_at=now)
+        ledger.extend_item_holds(item_ids=item_ids, expires_at=expires)
+    return extended
 
 
 def extend_lease(*, item_id: int, lease_token: uuid.UUID, seconds: float) -> bool:
@@ -493,32 +553,61 @@ def fail_item(*, item_id: int, lease_token: uuid.UUID, error: str) -> bool:
     return _let_go(item_id, lease_token, state=ItemState.FAILED, error=error)
 
 
-def retry_later(*, item_id: int, lease_token: uuid.UUID, not_before: datetime, error: str) -> bool:
-    """claimed -> pending, due at ``not_before`` (backoff without holding the item)."""
-    return _let_go(
-        item_id, lease_token, state=ItemState.PENDING, not_before=not_before, error=error
+def _pending_unless_finished() -> Case:
+    """The state of an item given back: pending, or cancelled if its job is finished.
+
+    One expression in the UPDATE that gives the item back, so a cancel committing at the
+    same moment cannot leave a pending item under a cancelled job (which would also keep
+    its image busy for every later job).
+    """
+    finished = RegenerationJob.objects.filter(pk=OuterRef("job_id"), state__in=FINAL_JOB_STATES)
+    return Case(
+        When(Exists(finished), then=Value(ItemState.CANCELLED.value)),
+        default=Value(ItemState.PENDING.value),
+        output_field=CharField(),
     )
 
 
-def release_item(*, item_id: int, lease_token: uuid.UUID) -> bool:
-    """Let go of an item without using up its attempt (a pause, a hand-over, a cancel).
+def _error_unless_finished(error: str | None) -> Case:
+    """ "cancelled" under a finished job, else ``error`` (None: the item's error as it is)."""
+    finished = RegenerationJob.objects.filter(pk=OuterRef("job_id"), state__in=FINAL_JOB_STATES)
+    kept = F("error") if error is None else Value(error)
+    return Case(
+        When(Exists(finished), then=Value("cancelled")), default=kept, output_field=TextField()
+    )
+
+
+def retry_later(*, item_id: int, lease_token: uuid.UUID, not_before: datetime, error: str) -> bool:
+    """claimed -> pending, due at ``not_before`` (backoff without holding the item); to
+    cancelled instead if the job was cancelled while the call was in flight."""
+    return _let_go(
+        item_id,
+        lease_token,
+        state=_pending_unless_finished(),
+        not_before=not_before,
+        error=_error_unless_finished(error),
+    )
+
+
+def release_item(*, item_id: int, lease_token: uuid.UUID, opened: bool = False) -> bool:
+    """Let go of an item without using up its attempt (a pause, a hand-over, a cancel):
+    an ``opened`` item gets back the attempt open_item counted.
 
     If its job was cancelled meanwhile, the item is cancelled instead of pending.
     """
-    cancelled = (
-        _held(item_id, lease_token)
-        .filter(job__state=JobState.CANCELLED)
-        .update(
-            state=ItemState.CANCELLED,
-            error="cancelled",
-            lease_token=None,
-            lease_expires_at=None,
-            updated_at=timezone.now(),
-        )
+    fields: dict = {"attempts": F("attempts") - 1} if opened else {}
+    return _let_go(
+        item_id,
+        lease_token,
+        state=_pending_unless_finished(),
+        error=_error_unless_finished(None),
+        **fields,
     )
-    if cancelled:
-        return True
-    return _let_go(item_id, lease_token, state=ItemState.PENDING, attempts=F("attempts") - 1)
+
+
+def cancel_item(*, item_id: int, lease_token: uuid.UUID, error: str) -> bool:
+    """claimed -> cancelled (its image was deleted). False if the item or lease is gone."""
+    return _let_go(item_id, lease_token, state=ItemState.CANCELLED, error=error)
 
 
 # -- retrying ----------------------------------------------------------------------------
@@ -580,23 +669,32 @@ def retry_failed(*, job: RegenerationJob, actor) -> JobCreation:
 
 
 def recover(now: datetime | None = None) -> Recovery:
-    """Expired leases back to pending; a job with work and no live runner gets one.
+    """Expired leases back to pending; a job with work and no live runner gets one; a job
+    with nothing left to do completes; no open item stays under a finished job.
 
     Runs every minute from the "mediaopt.recover" schedule and may be called directly.
     Safe to run anywhere at any time: every change is a conditional UPDATE.
     """
     now = now or timezone.now()
-    expired = JobItem.objects.filter(state=ItemState.CLAIMED, lease_expires_at__lt=now)
-    released = expired.filter(job__state=JobState.CANCELLED).update(
+    # Items a cancel or failure left behind (a give-back that raced it): nobody works them.
+    released = JobItem.objects.filter(
+        Q(state=ItemState.PENDING) | Q(state=ItemState.CLAIMED, lease_expires_at__lt=now),
+        job__state__in=FINAL_JOB_STATES,
+    ).update(
         state=ItemState.CANCELLED,
         error="cancelled",
         lease_token=None,
         lease_expires_at=None,
         updated_at=now,
     )
-    # The attempt stays counted: a worker that died on this image used it up.
-    released += expired.update(
-        state=ItemState.PENDING, lease_token=None, lease_expires_at=None, updated_at=now
+    # The attempt stays counted: a worker that died on this image used it up. The state is
+    # decided in the same statement, so a cancel committing meanwhile still wins.
+    released += JobItem.objects.filter(state=ItemState.CLAIMED, lease_expires_at__lt=now).update(
+        state=_pending_unless_finished(),
+        error=_error_unless_finished(None),
+        lease_token=None,
+        lease_expires_at=None,
+        updated_at=now,
     )
 
     # Holds of workers that died between hold and capture: nothing is spent twice or lost.
@@ -605,10 +703,17 @@ def recover(now: datetime | None = None) -> Recovery:
     requeued: list[int] = []
     completed: list[int] = []
     for job in RegenerationJob.objects.unfinished():
-        if job.state == JobState.RUNNING and complete_if_done(job):
-            completed.append(job.pk)
+        open_items = JobItem.objects.filter(job=job, state__in=ACTIVE_ITEM_STATES)
+        if not open_items.exists():
+            # Its last items were recorded after a pause, or its runner died or was lost
+            # right after them: nobody would ever complete it.
+            if job.state == JobState.QUEUED:
+                with contextlib.suppress(IllegalTransition):
+                    start(job)
+            if job.state == JobState.RUNNING and complete_if_done(job):
+                completed.append(job.pk)
             continue
-        if not JobItem.objects.filter(job=job, state=ItemState.PENDING).exists():
+        if not open_items.filter(state=ItemState.PENDING).exists():
             continue
         # Conditional, so two recoveries at once send one runner, not two.
         if (
@@ -632,11 +737,48 @@ def recover(now: datetime | None = None) -> Recovery:
 # -- the runner's writes ------------------------------------------------------------------
 
 
-def heartbeat(*, job_id: int, touch: bool = True) -> str | None:
-    """Say this job has a live runner (unless ``touch`` is False); return its current state."""
-    if touch:
-        RegenerationJob.objects.filter(pk=job_id).update(runner_heartbeat=timezone.now())
-    return RegenerationJob.objects.filter(pk=job_id).values_list("state", flat=True).first()
+def take_over(*, job_id: int, dispatched: uuid.UUID | None) -> uuid.UUID | None:
+    """Make this runner the job's one runner; its own token, or None: exit at once.
+
+    A task takes over with the token dispatch() gave it, or when the job's runner is
+    dead (no heartbeat for runner_stale_seconds()). A second delivery of the same task,
+    or an older task, finds the token already changed. ``dispatched`` None (a process
+    working a job inline, or a test) takes over unconditionally.
+    """
+    mine = uuid.uuid4()
+    now = timezone.now()
+    ours = RegenerationJob.objects.filter(pk=job_id)
+    if dispatched is not None:
+        stale = now - timedelta(seconds=runner_stale_seconds())
+        ours = ours.filter(
+            Q(runner_token=dispatched)
+            | Q(runner_token__isnull=True)
+            | Q(runner_heartbeat__isnull=True)
+            | Q(runner_heartbeat__lt=stale)
+        )
+    if not ours.update(runner_token=mine, runner_heartbeat=now):
+        return None
+    return mine
+
+
+def heartbeat(*, job_id: int, runner_token: uuid.UUID | None, touch: bool = True) -> str | None:
+    """Say this job's runner is alive (unless ``touch`` is False); return the job's state,
+    or None once another runner took the job over (this one must stop)."""
+    ours = RegenerationJob.objects.filter(pk=job_id)
+    if runner_token is not None:
+        ours = ours.filter(runner_token=runner_token)
+    if touch and not ours.update(runner_heartbeat=timezone.now()):
+        return None
+    return ours.values_list("state", flat=True).first()
+
+
+def let_go_of_job(*, job_id: int, runner_token: uuid.UUID | None) -> None:
+    """A runner that stops (not handing over) says so: recover() need not wait for its
+    heartbeat to go stale before sending a new one."""
+    if runner_token is not None:
+        RegenerationJob.objects.filter(pk=job_id, runner_token=runner_token).update(
+            runner_token=None, runner_heartbeat=None
+        )
 
 
 def pause_for_review(*, job: RegenerationJob, limit: int) -> None:

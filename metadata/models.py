@@ -272,6 +272,9 @@ class RegenerationJob(models.Model):
     # Touched by every runner while it works (and at enqueue): recover() gives a job with
     # work but a stale heartbeat a new runner.
     runner_heartbeat = models.DateTimeField(null=True, blank=True)
+    # The one runner allowed to work the job (jobs.dispatch names it, the runner takes it
+    # over): a duplicate delivery of the same task finds another token and exits.
+    runner_token = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -313,8 +316,8 @@ class JobItem(models.Model):
         "mediaopt.MediaAsset", on_delete=models.CASCADE, related_name="job_items"
     )
     state = models.CharField(max_length=16, choices=ItemState.choices, default=ItemState.PENDING)
-    # Counted when claimed, before the image is opened: an image that kills its worker
-    # still uses up its attempts.
+    # Counted when the runner opens the image (jobs.open_item), before any call: an image
+    # that kills its worker still uses up its attempts, its batch mates do not.
     attempts = models.PositiveIntegerField(default=0)
     not_before = models.DateTimeField(default=timezone.now)
     lease_token = models.UUIDField(null=True, blank=True)

@@ -12,6 +12,7 @@ import functools
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -107,6 +108,8 @@ class _Run:
     # The fallback rule: uploads and imports may fall back to the heuristic;
     # other jobs never do.
     fallback: bool
+    # This runner's token (jobs.take_over): its heartbeat stops it once another took over.
+    runner_token: uuid.UUID | None = None
 
     @functools.cached_property
     def limiter(self) -> ratelimit.Limiter:
@@ -125,8 +128,17 @@ class _Ready:
 
 def _prepare(run: _Run, item: ClaimedItem) -> _Ready | bool:
     """Runner thread, before any call: open the image. Returns _Ready, or True when the
-    item was finished here (a broken image fails; a job without AI uses the heuristic)."""
-    asset = MediaAsset.objects.get(pk=item.asset_id)
+    item was finished here (a broken image fails, a deleted one is cancelled; a job without
+    AI uses the heuristic). The attempt is counted now, for this item alone."""
+    opened = jobs.open_item(item=item, lease_seconds=jobs.lease_seconds())
+    if opened is None:
+        return True  # the lease was lost: another runner has it now
+    item = opened
+    asset = MediaAsset.objects.filter(pk=item.asset_id).first()
+    if asset is None:
+        # Deleted during the job (its item usually goes with it): nothing to do here.
+        jobs.cancel_item(item_id=item.id, lease_token=item.lease_token, error="image deleted")
+        return True
     if not run.decision.uses_ai:
         _finish_with_heuristic(run, item, asset)
         return True
@@ -162,7 +174,7 @@ def _reserve(run: _Run, ready: _Ready) -> str | bool:
         except ledger.InsufficientCredits as error:
             short = error  # acted on outside the transaction
     if not run.fallback:
-        jobs.release_item(item_id=item.id, lease_token=item.lease_token)
+        jobs.release_item(item_id=item.id, lease_token=item.lease_token, opened=True)
         with contextlib.suppress(IllegalTransition):
             jobs.pause(run.job, reason=str(short))
         return False
@@ -242,7 +254,7 @@ def _after_provider_error(
         if run.fallback:
             return "heuristic"
         # A person must act; this image is not to blame, so its attempt is not spent.
-        jobs.release_item(item_id=item.id, lease_token=item.lease_token)
+        jobs.release_item(item_id=item.id, lease_token=item.lease_token, opened=True)
         # Cancelled or paused meanwhile: stopping is right either way.
         with contextlib.suppress(IllegalTransition):
             jobs.pause(run.job, reason=error.reason)
@@ -275,32 +287,60 @@ def _earliest_due(job_id: int) -> datetime | None:
     )["due"]
 
 
-def run_job(*, job_id: int) -> None:
+def run_job(*, job_id: int, runner_token: uuid.UUID | None = None) -> None:
     """Work a job: claim small batches, describe, finish under the lease; repeat.
 
     Re-reads the job's state before each item, so pause and cancel take effect within
     one item. In sync mode it runs to the end; on a cluster it hands over (re-enqueues
     itself) after ``MEDIAOPT_JOB_RUN_SECONDS``, well inside django-q2's timeout.
     """
-    _run(job_id=job_id, to_the_end=_is_sync())
+    _run(job_id=job_id, to_the_end=_is_sync(), dispatched=runner_token)
 
 
-def _run(*, job_id: int, to_the_end: bool, on_item: Callable[[], None] | None = None) -> None:
+def _run(
+    *,
+    job_id: int,
+    to_the_end: bool,
+    on_item: Callable[[], None] | None = None,
+    dispatched: uuid.UUID | None = None,
+) -> None:
     job = RegenerationJob.objects.filter(pk=job_id).first()
-    if job is None:
+    if job is None or job.state not in {JobState.QUEUED, JobState.RUNNING}:
         return
+    token = jobs.take_over(job_id=job_id, dispatched=dispatched)
+    if token is None:
+        # A duplicate delivery, or a task older than the job's runner: one runner a job.
+        logger.info("job %s has a live runner; this delivery exits", job_id)
+        return
+    handed_over = False
+    try:
+        handed_over = _run_as(job, token=token, to_the_end=to_the_end, on_item=on_item)
+    finally:
+        if not handed_over:
+            jobs.let_go_of_job(job_id=job_id, runner_token=token)
+
+
+def _run_as(
+    job: RegenerationJob,
+    *,
+    token: uuid.UUID,
+    to_the_end: bool,
+    on_item: Callable[[], None] | None,
+) -> bool:
+    """Work the job as its runner ``token``; True if it handed over to a new task."""
+    job_id = job.pk
     if job.state == JobState.QUEUED:
         try:
             jobs.start(job)
         except IllegalTransition:
             job.refresh_from_db()  # another runner started it, or it was paused/cancelled
     if job.state != JobState.RUNNING:
-        return
+        return False
     if job.kind == JobKind.UNDO:
         deadline = None if to_the_end else time.monotonic() + jobs.run_budget_seconds()
-        worked = _work_undo(job, deadline=deadline, on_item=on_item)
+        worked, handed_over = _work_undo(job, token=token, deadline=deadline, on_item=on_item)
         logger.info("undo job %s: this runner worked %s item(s)", job_id, worked)
-        return
+        return handed_over
 
     row = Settings.objects.current()
     if (job.options or {}).get("language"):
@@ -313,7 +353,7 @@ def _run(*, job_id: int, to_the_end: bool, on_item: Callable[[], None] | None = 
     if decision.mode == gate.Mode.REFUSED:
         with contextlib.suppress(IllegalTransition):
             jobs.pause(job, reason=decision.reason)
-        return
+        return False
     run = _Run(
         job=job,
         row=row,
@@ -322,10 +362,12 @@ def _run(*, job_id: int, to_the_end: bool, on_item: Callable[[], None] | None = 
         account=account,
         fallback=options.work in {gate.WorkKind.UPLOAD, gate.WorkKind.IMPORT}
         and row.heuristic_fallback,
+        runner_token=token,
     )
     deadline = None if to_the_end else time.monotonic() + jobs.run_budget_seconds()
-    worked = _work(run, deadline=deadline, on_item=on_item)
+    worked, handed_over = _work(run, deadline=deadline, on_item=on_item)
     logger.info("job %s: this runner worked %s item(s)", job_id, worked)
+    return handed_over
 
 
 def _paused_for_review(job: RegenerationJob) -> bool:
@@ -392,11 +434,16 @@ class _Flight:
             ready, hold_key = self.calls.pop(future)
             self.item_done(_conclude(self.run, ready, hold_key, future.result()))
 
-    def drain(self) -> None:
-        """Calls already made are recorded and charged, whatever happened to the job."""
+    def lease_tokens(self) -> list[uuid.UUID]:
+        return [ready.item.lease_token for ready, _ in self.calls.values()]
+
+    def drain(self, *, beat: Callable[[], object]) -> None:
+        """Calls already made are recorded and charged, whatever happened to the job; the
+        heartbeat goes on meanwhile, so their leases and holds outlive a slow call."""
         try:
             while self.calls:
-                self.collect(timeout=None)
+                self.collect(timeout=HEARTBEAT_INTERVAL)
+                beat()
         finally:
             self._pool.shutdown(wait=True)
 
@@ -405,19 +452,27 @@ class _Flight:
 _STATE_CHECK_SECONDS = 1.0
 
 
-def _admit(flight: _Flight, ready: _Ready, *, still_running: Callable[[], bool]) -> bool:
+def _admit(
+    flight: _Flight, ready: _Ready, *, still_running: Callable[[], bool]
+) -> bool | ProviderError:
     """Wait for the shared limiter to admit this call, concluding finished calls meanwhile.
 
-    False when the job stopped running (or this runner's time is up) first.
+    False when the job stopped running (or this runner's time is up) first; the error
+    when the limiter itself failed (the call then fails as transient).
     """
     limiter = flight.run.limiter
     next_check = time.monotonic() + _STATE_CHECK_SECONDS
     while True:
-        wait_seconds = limiter.try_acquire(tokens=ready.tokens)
-        if wait_seconds <= 0:
-            return True
+        # Before asking: an admission counts against the budget, and a call concluded
+        # while waiting may have stopped the job (a 401, quota): nothing more is sent.
         if flight.stopped:
             return False
+        try:
+            wait_seconds = limiter.try_acquire(tokens=ready.tokens)
+        except ProviderError as error:
+            return error
+        if wait_seconds <= 0:
+            return True
         if time.monotonic() >= next_check:
             if not still_running():
                 return False
@@ -429,18 +484,22 @@ def _admit(flight: _Flight, ready: _Ready, *, still_running: Callable[[], bool])
             time.sleep(nap)
 
 
-def _work(run: _Run, *, deadline: float | None, on_item: Callable[[], None] | None = None) -> int:
-    """The runner's loop; returns how many items it worked (for the log).
+def _work(
+    run: _Run, *, deadline: float | None, on_item: Callable[[], None] | None = None
+) -> tuple[int, bool]:
+    """The runner's loop; returns how many items it worked (for the log) and whether it
+    handed over to a new task.
 
     Claims as many items as there is room for calls in flight (MEDIAOPT_JOB_CONCURRENCY;
     one for a "Try on 10 first" job, so it stops after exactly ten). Before each new call
     it re-reads the job, so pause and cancel stop new calls at once; calls in flight end
-    and are written before the runner returns or hands over.
+    and are written before the runner returns or hands over. It never blocks longer than
+    a heartbeat: every beat renews the leases (and holds) of the items it holds.
     """
     job, job_id, lease = run.job, run.job.pk, jobs.lease_seconds()
     width = 1 if (job.options or {}).get("pause_after") else concurrency()
     flight = _Flight(run, width=width, on_item=on_item)
-    hand_over = False
+    unsent: list[ClaimedItem] = []  # claimed by this runner, not yet in flight or done
 
     def over_time() -> bool:
         return deadline is not None and time.monotonic() >= deadline
@@ -449,26 +508,37 @@ def _work(run: _Run, *, deadline: float | None, on_item: Callable[[], None] | No
 
     def beat() -> str | None:
         # The state is read every time (pause and cancel are seen before each new call);
-        # the heartbeat is written at most once per HEARTBEAT_INTERVAL.
+        # the heartbeat and the leases are written at most once per HEARTBEAT_INTERVAL.
         now = time.monotonic()
         touch = now - last_beat[0] >= HEARTBEAT_INTERVAL
         if touch:
             last_beat[0] = now
-        return jobs.heartbeat(job_id=job_id, touch=touch)
+            jobs.extend_leases(
+                job_id=job_id,
+                lease_tokens=flight.lease_tokens() + [item.lease_token for item in unsent],
+                seconds=lease,
+            )
+        return jobs.heartbeat(job_id=job_id, runner_token=run.runner_token, touch=touch)
 
     def still_running() -> bool:
         return beat() == JobState.RUNNING and not over_time()
 
-    try:
+    def let_go(items: list[ClaimedItem], *, first_opened: bool = False) -> None:
+        for index, rest in enumerate(items):
+            opened = first_opened and index == 0
+            jobs.release_item(item_id=rest.id, lease_token=rest.lease_token, opened=opened)
+        unsent.clear()
+
+    def work() -> bool:
+        """Until the job stops or time is up; True when it wants to hand over."""
         while True:
             flight.collect(timeout=0)
             if flight.stopped or beat() != JobState.RUNNING:
-                return flight.worked
+                return False
             if over_time():
-                hand_over = True  # well inside django-q2's timeout
-                return flight.worked
+                return True
             if flight.full:
-                flight.collect(timeout=None)
+                flight.collect(timeout=HEARTBEAT_INTERVAL)
                 continue
             room = flight.width - len(flight.calls)
             batch = jobs.claim(
@@ -476,43 +546,59 @@ def _work(run: _Run, *, deadline: float | None, on_item: Callable[[], None] | No
             )
             if not batch:
                 if flight.calls:
-                    flight.collect(timeout=None)  # the last items are in flight
+                    flight.collect(timeout=HEARTBEAT_INTERVAL)  # the last items are in flight
                     continue
                 if jobs.complete_if_done(job):
-                    return flight.worked
+                    return False
                 due = _earliest_due(job_id)
                 if due is None:
-                    return flight.worked  # other runners hold the last items
+                    return False  # other runners hold the last items
                 # Only backed-off items remain: wait for the first, in short slices so the
                 # heartbeat stays fresh and a pause is seen.
                 nap = (due - timezone.now()).total_seconds()
-                time.sleep(min(max(nap, 0.05), jobs.max_sleep_seconds()))
+                time.sleep(min(max(nap, 0.05), jobs.max_sleep_seconds(), HEARTBEAT_INTERVAL))
                 continue
+            unsent[:] = batch
             for index, item in enumerate(batch):
                 state = beat()
                 if state != JobState.RUNNING or over_time() or flight.stopped:
-                    for rest in batch[index:]:
-                        jobs.release_item(item_id=rest.id, lease_token=rest.lease_token)
+                    let_go(batch[index:])
                     hand_over = state == JobState.RUNNING and over_time()
-                    return flight.worked
+                    return hand_over
                 ready = _prepare(run, item)
                 if not isinstance(ready, _Ready):
+                    unsent.remove(item)
                     flight.item_done(ready)
                     continue
-                if not _admit(flight, ready, still_running=still_running):
-                    for rest in batch[index:]:
-                        jobs.release_item(item_id=rest.id, lease_token=rest.lease_token)
+                admitted = _admit(flight, ready, still_running=still_running)
+                if isinstance(admitted, ProviderError):
+                    unsent.remove(item)
+                    verdict = _after_provider_error(run, ready.item, admitted)
+                    if verdict == "heuristic":
+                        _finish_with_heuristic(run, ready.item, ready.asset)
+                    flight.item_done(verdict != "stop")
+                    continue
+                if not admitted:
+                    let_go([ready.item, *batch[index + 1 :]], first_opened=True)
                     hand_over = not flight.stopped and over_time()
-                    return flight.worked
+                    return hand_over
                 hold_key = _reserve(run, ready)
+                unsent.remove(item)
                 if not isinstance(hold_key, str):
                     flight.item_done(hold_key)
                     continue
                 flight.send(ready, hold_key)
+
+    try:
+        wants_hand_over = work()
     finally:
-        flight.drain()
-        if hand_over and jobs.heartbeat(job_id=job_id) == JobState.RUNNING:
-            jobs.dispatch(job)
+        flight.drain(beat=beat)
+    handed_over = wants_hand_over and (
+        jobs.heartbeat(job_id=job_id, runner_token=run.runner_token) == JobState.RUNNING
+    )
+    if handed_over:
+        jobs.dispatch(job)
+    return flight.worked, handed_over
 
 
 # -- undo --------------------------------------------------------------------------------
@@ -525,38 +611,54 @@ UNDO_CHUNK = 25
 
 
 def _work_undo(
-    job: RegenerationJob, *, deadline: float | None, on_item: Callable[[], None] | None = None
-) -> int:
+    job: RegenerationJob,
+    *,
+    token: uuid.UUID,
+    deadline: float | None,
+    on_item: Callable[[], None] | None = None,
+) -> tuple[int, bool]:
     """The undo runner's loop: claim, undo in chunks, complete. Never calls a provider,
-    never touches credits. Returns how many items it worked."""
+    never touches credits. Returns how many items it worked and whether it handed over."""
     job_id, worked, hand_over = job.pk, 0, False
     if job.undo_of_id is None:
         with contextlib.suppress(IllegalTransition):
             jobs.fail(job, reason="The job this undo was for no longer exists.")
-        return 0
+        return 0, False
     try:
         while True:
-            if jobs.heartbeat(job_id=job_id) != JobState.RUNNING:
-                return worked
+            if jobs.heartbeat(job_id=job_id, runner_token=token) != JobState.RUNNING:
+                return worked, False
             if deadline is not None and time.monotonic() >= deadline:
                 hand_over = True
-                return worked
+                break
+            # No image is opened: the attempt is counted as the items are claimed.
             batch = jobs.claim(
-                job_id=job_id, batch_size=UNDO_BATCH, lease_seconds=jobs.lease_seconds()
+                job_id=job_id,
+                batch_size=UNDO_BATCH,
+                lease_seconds=jobs.lease_seconds(),
+                count_attempt=True,
             )
             if not batch:
                 jobs.complete_if_done(job)
-                return worked
+                return worked, False
             for start_at in range(0, len(batch), UNDO_CHUNK):
-                if start_at and jobs.heartbeat(job_id=job_id, touch=False) != JobState.RUNNING:
+                if start_at and (
+                    jobs.heartbeat(job_id=job_id, runner_token=token, touch=False)
+                    != JobState.RUNNING
+                ):
                     for rest in batch[start_at:]:
-                        jobs.release_item(item_id=rest.id, lease_token=rest.lease_token)
-                    return worked
+                        jobs.release_item(
+                            item_id=rest.id, lease_token=rest.lease_token, opened=True
+                        )
+                    return worked, False
                 chunk = batch[start_at : start_at + UNDO_CHUNK]
                 jobs.finish_undo_items(items=chunk, job=job)
                 worked += len(chunk)
                 if on_item is not None:
                     on_item()  # once per chunk: a progress bar reads the counts
     finally:
-        if hand_over and jobs.heartbeat(job_id=job_id) == JobState.RUNNING:
+        if hand_over and jobs.heartbeat(job_id=job_id, runner_token=token) == JobState.RUNNING:
             jobs.dispatch(job)
+        else:
+            hand_over = False
+    return worked, hand_over

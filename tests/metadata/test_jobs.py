@@ -18,6 +18,7 @@ from mediaopt.models import MediaAsset
 from metadata import jobs
 from metadata.apps import RECOVER_SCHEDULE, create_recover_schedule
 from metadata.models import (
+    FINAL_JOB_STATES,
     ItemState,
     JobItem,
     JobKind,
@@ -45,9 +46,13 @@ def make_assets(n: int, *, start: int = 0) -> list[MediaAsset]:
 
 
 def new_job(assets, *, kind=JobKind.BULK, state: str | None = None, **kwargs):
+    """A job with a pending item per asset, put straight into ``state``; a finished job's
+    items are cancelled, as finishing it would have."""
     job = jobs.create_job(kind=kind, asset_ids=[a.pk for a in assets], **kwargs).job
     if state:
         RegenerationJob.objects.filter(pk=job.pk).update(state=state)
+        if state in FINAL_JOB_STATES:
+            job.items.filter(state=ItemState.PENDING).update(state=ItemState.CANCELLED)
         job.refresh_from_db()
     return job
 
@@ -142,7 +147,8 @@ def test_only_a_running_job_without_open_items_completes(start):
 def test_a_job_with_open_items_does_not_complete(open_state):
     [asset] = factories.bare_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
-    set_item(item_of(job), state=open_state)
+    lease = timezone.now() + timedelta(minutes=1)  # a claimed item is always leased
+    set_item(item_of(job), state=open_state, lease_expires_at=lease)
     assert not jobs.complete_if_done(job)
     assert job.state == JobState.RUNNING
 
@@ -156,10 +162,15 @@ def test_enqueue_and_resume_send_one_runner_on_the_jobs_queue_after_commit(
     job = new_job([asset], queue=JobQueue.INTERACTIVE)
     with django_capture_on_commit_callbacks(execute=True):
         jobs.enqueue(job)
+    job.refresh_from_db()
+    assert job.runner_token is not None  # only the task sent may take the job over
     assert sent == [
         (
             ("metadata.tasks.run_job", job.pk),
-            {"q_options": {"cluster": "interactive", "task_name": f"job-{job.pk}"}},
+            {
+                "runner_token": job.runner_token.hex,
+                "q_options": {"cluster": "interactive", "task_name": f"job-{job.pk}"},
+            },
         )
     ]
     with pytest.raises(jobs.IllegalTransition):  # confirming twice makes one run
@@ -200,7 +211,7 @@ def test_item_transition_table_matches_the_item_functions():
         assert jobs.ITEM_TRANSITIONS[state] == expected.get(state, set())
 
 
-def test_claim_counts_the_attempt_and_sets_a_lease():
+def test_claim_sets_a_lease_and_opening_the_image_counts_the_attempt():
     assets = factories.bare_assets(3)
     job = new_job(assets, state=JobState.RUNNING)
     before = timezone.now()
@@ -210,11 +221,16 @@ def test_claim_counts_the_attempt_and_sets_a_lease():
         item = JobItem.objects.get(pk=claimed.id)
         assert (item.state, item.attempts, item.lease_token) == (
             ItemState.CLAIMED,
-            1,
+            0,
             claimed.lease_token,
         )
         assert before + timedelta(seconds=89) < item.lease_expires_at
     assert JobItem.objects.filter(job=job, state=ItemState.PENDING).count() == 1
+    # Only the item whose image is opened pays an attempt; its batch mate does not.
+    opened = jobs.open_item(item=batch[0], lease_seconds=90)
+    assert opened is not None and opened.attempts == 1
+    attempts = dict(JobItem.objects.filter(job=job).values_list("pk", "attempts"))
+    assert (attempts[batch[0].id], attempts[batch[1].id]) == (1, 0)
 
 
 def test_claim_skips_items_not_yet_due_and_other_jobs():
@@ -292,8 +308,10 @@ def test_a_worker_whose_lease_expired_and_was_recovered_writes_nothing():
     [asset] = make_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
     [frozen] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    frozen = jobs.open_item(item=frozen, lease_seconds=60)  # the runner opens it
     jobs.recover(now=timezone.now() + timedelta(seconds=61))
     [second] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    second = jobs.open_item(item=second, lease_seconds=60)  # the runner opens it
     assert second.attempts == 2
     assert not finish(frozen, asset)
     assert not jobs.fail_item(item_id=frozen.id, lease_token=frozen.lease_token, error="x")
@@ -326,6 +344,7 @@ def test_retry_later_puts_the_item_back_with_not_before_and_keeps_the_attempt():
     [asset] = factories.bare_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
     [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    claimed = jobs.open_item(item=claimed, lease_seconds=60)  # the runner opens it
     due = timezone.now() + timedelta(seconds=30)
     assert jobs.retry_later(
         item_id=claimed.id, lease_token=claimed.lease_token, not_before=due, error="429"
@@ -401,6 +420,7 @@ def test_recover_returns_expired_leases_and_sends_a_runner_to_a_job_without_one(
     orphan = new_job([a], state=JobState.RUNNING)
     alive = new_job([b], state=JobState.RUNNING)
     [lost] = jobs.claim(job_id=orphan.pk, batch_size=1, lease_seconds=60)
+    lost = jobs.open_item(item=lost, lease_seconds=60)  # the runner opens it
     [held] = jobs.claim(job_id=alive.pk, batch_size=1, lease_seconds=600)
     set_item(item_of(alive), state=ItemState.SUCCEEDED)  # its runner finished, then died
     later = timezone.now() + timedelta(seconds=120)
