@@ -737,25 +737,27 @@ def recover(now: datetime | None = None) -> Recovery:
 # -- the runner's writes ------------------------------------------------------------------
 
 
-def take_over(*, job_id: int, dispatched: uuid.UUID | None) -> uuid.UUID | None:
+def take_over(
+    *, job_id: int, dispatched: uuid.UUID | None, force: bool = False
+) -> uuid.UUID | None:
     """Make this runner the job's one runner; its own token, or None: exit at once.
 
-    A task takes over with the token dispatch() gave it, or when the job's runner is
-    dead (no heartbeat for runner_stale_seconds()). A second delivery of the same task,
-    or an older task, finds the token already changed. ``dispatched`` None (a process
-    working a job inline, or a test) takes over unconditionally.
+    A task takes over with the token dispatch() gave it, or when the job has no runner
+    (none named, or no heartbeat for runner_stale_seconds()). A second delivery of the
+    same task, or an older task, finds the token already changed. ``force`` (a process
+    working a job inline) takes over unconditionally.
     """
     mine = uuid.uuid4()
     now = timezone.now()
     ours = RegenerationJob.objects.filter(pk=job_id)
-    if dispatched is not None:
+    if not force:
         stale = now - timedelta(seconds=runner_stale_seconds())
-        ours = ours.filter(
-            Q(runner_token=dispatched)
-            | Q(runner_token__isnull=True)
+        free = (
+            Q(runner_token__isnull=True)
             | Q(runner_heartbeat__isnull=True)
             | Q(runner_heartbeat__lt=stale)
         )
+        ours = ours.filter(free | Q(runner_token=dispatched) if dispatched else free)
     if not ours.update(runner_token=mine, runner_heartbeat=now):
         return None
     return mine

@@ -294,7 +294,7 @@ def run_job(*, job_id: int, runner_token: uuid.UUID | None = None) -> None:
     one item. In sync mode it runs to the end; on a cluster it hands over (re-enqueues
     itself) after ``MEDIAOPT_JOB_RUN_SECONDS``, well inside django-q2's timeout.
     """
-    _run(job_id=job_id, to_the_end=_is_sync(), dispatched=runner_token)
+    _run(job_id=job_id, to_the_end=_is_sync(), dispatched=runner_token, force=False)
 
 
 def _run(
@@ -303,11 +303,15 @@ def _run(
     to_the_end: bool,
     on_item: Callable[[], None] | None = None,
     dispatched: uuid.UUID | None = None,
+    force: bool = True,
 ) -> None:
+    """Work the job as its one runner: a delivered task (``force`` False) only with the
+    token it was dispatched with, or if the job has no live runner; this process's own
+    call (inline, ``force``) in any case."""
     job = RegenerationJob.objects.filter(pk=job_id).first()
     if job is None or job.state not in {JobState.QUEUED, JobState.RUNNING}:
         return
-    token = jobs.take_over(job_id=job_id, dispatched=dispatched)
+    token = jobs.take_over(job_id=job_id, dispatched=dispatched, force=force)
     if token is None:
         # A duplicate delivery, or a task older than the job's runner: one runner a job.
         logger.info("job %s has a live runner; this delivery exits", job_id)

@@ -179,7 +179,7 @@ def test_a_customer_key_stays_out_of_task_payloads_logs_and_dumps(
     payloads = list(OrmQ.objects.values_list("payload", flat=True))
     OrmQ.objects.all().delete()
     job.refresh_from_db()
-    runner.run_job(job_id=job.pk)
+    runner.run_job(job_id=job.pk, runner_token=job.runner_token)  # what the task carried
 
     asset.refresh_from_db()
     assert asset.alt_text_source == Source.AI  # the key really was used
