@@ -95,7 +95,7 @@ def run(count: int, history: int) -> None:
 
     from mediaopt.library.fields import Source
     from mediaopt.library.models import MediaAsset
-    from metadata import jobs, revisions, undo
+    from metadata import revisions, runner, undo
     from metadata.models import JobKind, JobState, MetadataRevision, RegenerationJob, RevisionKind
     from metadata.strategies import FieldChange, Plan
     from tests.factories import bare_assets
@@ -160,7 +160,7 @@ def run(count: int, history: int) -> None:
 
     undo_job = undo.start(job=job, queue_it=False).job
     started = time.perf_counter()
-    jobs.run_inline(undo_job)
+    runner.run_inline(undo_job)
     seconds = time.perf_counter() - started
     undo_job.refresh_from_db()
     result = undo.result(undo_job)

@@ -152,7 +152,7 @@ def run(paths: list[Path], pngs: list[Path], *, previews_only: bool) -> None:
     from django.core.management import call_command
 
     from mediaopt.library import images
-    from metadata import generation, intake, jobs
+    from metadata import generation, intake, jobs, progress, runner
     from metadata.models import JobKind, JobState, Settings
     from metadata.providers import openai as _sdk  # noqa: F401  (a worker imports it once)
     from tests.billing.helpers import funded_account
@@ -191,11 +191,11 @@ def run(paths: list[Path], pngs: list[Path], *, previews_only: bool) -> None:
         settings.MEDIAOPT_JOB_CONCURRENCY = 1  # one call at a time: local cost, not overlap
         job = jobs.create_job(kind=JobKind.BULK, asset_ids=ids).job
         started = time.perf_counter()
-        jobs.run_inline(job)
+        runner.run_inline(job)
         total = time.perf_counter() - started
     job.refresh_from_db()
-    progress = jobs.progress(job)
-    assert job.state == JobState.COMPLETED and progress.succeeded == len(ids), progress
+    counts = progress.progress(job)
+    assert job.state == JobState.COMPLETED and counts.succeeded == len(ids), counts
 
     n = len(ids)
     print(f"import (hash, probe, embedded text, revision 1): {imported * 1000 / n:.1f} ms/image")

@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, workdir: Path, database: str) -> None:
     django.setup()
     from django.core.management import call_command
 
-    from metadata import intake, jobs
+    from metadata import intake, jobs, progress
     from metadata.models import JobKind, JobState, Settings
     from tests import factories
     from tests.billing.helpers import funded_account
@@ -149,13 +149,13 @@ def run(args: argparse.Namespace, workdir: Path, database: str) -> None:
         while time.monotonic() - enqueued < args.seconds:
             time.sleep(0.5)
             job.refresh_from_db()
-            progress = jobs.progress(job)
-            if first_done is None and progress.done:
+            counts = progress.progress(job)
+            if first_done is None and counts.done:
                 first_done = time.monotonic()
             if job.state not in {JobState.QUEUED, JobState.RUNNING}:
                 break
         ended = time.monotonic()
-        report(args, job, jobs.progress(job), fake, enqueued, first_done, ended)
+        report(args, job, progress.progress(job), fake, enqueued, first_done, ended)
     finally:
         cluster.stop()
         fake.stop()

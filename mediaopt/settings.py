@@ -206,6 +206,21 @@ OPENAI_TIMEOUT = float(os.environ.get("OPENAI_TIMEOUT", "60"))
 # MEDIAOPT_RETRY_BASE_SECONDS, or the server's Retry-After, capped at 60 s.
 MEDIAOPT_JOB_MAX_ATTEMPTS = env_int("MEDIAOPT_JOB_MAX_ATTEMPTS", 3)
 MEDIAOPT_RETRY_BASE_SECONDS = float(os.environ.get("MEDIAOPT_RETRY_BASE_SECONDS", "1.0"))
+# The job runner (metadata/runner.py). A claimed item's lease: short, since the live
+# runner's heartbeat renews it (and its credit hold) every second, so a call slower than
+# this keeps its item while a dead host's items come back within this long.
+MEDIAOPT_JOB_LEASE_SECONDS = float(os.environ.get("MEDIAOPT_JOB_LEASE_SECONDS", "30"))
+# Items a runner claims at once (never more than it has room for calls in flight).
+MEDIAOPT_JOB_BATCH_SIZE = env_int("MEDIAOPT_JOB_BATCH_SIZE", 4)
+# A runner hands over (re-enqueues itself) after this long, well inside the Q timeout.
+MEDIAOPT_JOB_RUN_SECONDS = float(os.environ.get("MEDIAOPT_JOB_RUN_SECONDS", "60"))
+# The longest a runner sleeps waiting for a backed-off item (it re-reads its job between).
+MEDIAOPT_JOB_MAX_SLEEP_SECONDS = float(os.environ.get("MEDIAOPT_JOB_MAX_SLEEP_SECONDS", "5"))
+# A runner heartbeat (written every second) older than this: the runner is dead, and
+# recover() sends a new one.
+MEDIAOPT_JOB_RUNNER_STALE_SECONDS = float(os.environ.get("MEDIAOPT_JOB_RUNNER_STALE_SECONDS", "10"))
+# Provider calls in flight at once per runner (threads make only the HTTP call).
+MEDIAOPT_JOB_CONCURRENCY = env_int("MEDIAOPT_JOB_CONCURRENCY", 4)
 
 # How long a provider call may wait for room under the shared rate limit (ratelimit.py).
 MEDIAOPT_RATE_LIMIT_WAIT_SECONDS = float(os.environ.get("MEDIAOPT_RATE_LIMIT_WAIT_SECONDS", "120"))

@@ -159,14 +159,7 @@ def draft_bulk(
         scope = {"filter": filter_query(filter_params)}
     else:
         scope = {"named": MISSING_ALT_TEXT if missing_alt_text_only else ALL}
-    return RegenerationJob.objects.create(
-        kind=kind,
-        queue=JobQueue.BULK,
-        state=JobState.DRAFT,
-        created_by=actor,
-        scope=scope,
-        account=Account.objects.current(),
-    )
+    return jobs.create_draft(kind=kind, queue=JobQueue.BULK, created_by=actor, scope=scope)
 
 
 def describe_scope(job: RegenerationJob) -> str:
@@ -235,15 +228,15 @@ def needs_call(options: BulkOptions) -> Q:
 
 def _counts(job: RegenerationJob, options: BulkOptions) -> tuple[int, int, int]:
     """Images in scope, busy ones, and not-busy ones needing a call: one query."""
+    return _count_assets(scope_queryset(job), options)
+
+
+def _count_assets(assets: QuerySet[MediaAsset], options: BulkOptions) -> tuple[int, int, int]:
     busy = _busy()
-    counts = (
-        scope_queryset(job)
-        .order_by()
-        .aggregate(
-            images=Count("pk"),
-            busy=Count("pk", filter=Q(busy)),
-            needing=Count("pk", filter=needs_call(options) & ~Q(busy)),
-        )
+    counts = assets.order_by().aggregate(
+        images=Count("pk"),
+        busy=Count("pk", filter=Q(busy)),
+        needing=Count("pk", filter=needs_call(options) & ~Q(busy)),
     )
     return counts["images"], counts["busy"], counts["needing"]
 
@@ -251,8 +244,20 @@ def _counts(job: RegenerationJob, options: BulkOptions) -> tuple[int, int, int]:
 def preview(*, job: RegenerationJob, options: BulkOptions) -> BulkPreview:
     """Counts, the gate's answer and the estimate: a few queries whatever the scope's size."""
     images, busy, needing = _counts(job, options)
+    return _priced(
+        images=images, busy=busy, needing=needing, account=job.account or Account.objects.current()
+    )
+
+
+def preview_assets(*, assets: QuerySet[MediaAsset], options: BulkOptions) -> BulkPreview:
+    """``preview`` of a page of images chosen elsewhere (the command line), by the same
+    cost rule: the gate decides, and only paid AI work is estimated."""
+    images, busy, needing = _count_assets(assets, options)
+    return _priced(images=images, busy=busy, needing=needing, account=Account.objects.current())
+
+
+def _priced(*, images: int, busy: int, needing: int, account: Account) -> BulkPreview:
     row = Settings.objects.current()
-    account = job.account or Account.objects.current()
     decision = gate.decide(
         work=gate.WorkKind.BULK, images=max(needing, 1), account=account, model=row.model
     )
@@ -313,9 +318,7 @@ def confirm(
         stored = options.as_dict()
         if try_first and look.needing_call > try_first:
             stored["pause_after"] = int(try_first)
-        RegenerationJob.objects.filter(pk=current.pk).update(
-            options=stored, created_by=current.created_by or actor
-        )
+        jobs.set_options(job=current, options=stored, created_by=actor)
         wanted = scope_queryset(current).filter(needs_call(options)).order_by("-created_at", "-pk")
         added = jobs.add_items(job=current, assets=wanted)
         nothing = look.images - look.busy - look.needing_call

@@ -140,6 +140,10 @@ class ItemState(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+# Nothing moves a job out of these: its page stops polling, the CLI stops following, and
+# no item under it may be pending or claimed.
+FINAL_JOB_STATES = frozenset({JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED})
+
 # An item in one of these states holds its asset: at most one per asset (a DB constraint).
 ACTIVE_ITEM_STATES = (ItemState.PENDING, ItemState.CLAIMED)
 
@@ -151,6 +155,10 @@ DONE_ITEM_STATES = (
     ItemState.FAILED,
     ItemState.CANCELLED,
 )
+
+# An item in one of these states was worked by a runner (a cancelled one never was): the
+# rate a job page shows and "Try on 10 first" count these.
+WORKED_ITEM_STATES = (ItemState.SUCCEEDED, ItemState.SKIPPED, ItemState.FAILED)
 
 
 def _item_count(**filters) -> Coalesce:
@@ -230,6 +238,9 @@ class RegenerationJob(models.Model):
     # Touched by every runner while it works (and at enqueue): recover() gives a job with
     # work but a stale heartbeat a new runner.
     runner_heartbeat = models.DateTimeField(null=True, blank=True)
+    # The one runner allowed to work the job (jobs.dispatch names it, the runner takes it
+    # over): a duplicate delivery of the same task finds another token and exits.
+    runner_token = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -271,8 +282,8 @@ class JobItem(models.Model):
         "mediaopt.MediaAsset", on_delete=models.CASCADE, related_name="job_items"
     )
     state = models.CharField(max_length=16, choices=ItemState.choices, default=ItemState.PENDING)
-    # Counted when claimed, before the image is opened: an image that kills its worker
-    # still uses up its attempts.
+    # Counted when the runner opens the image (jobs.open_item), before any call: an image
+    # that kills its worker still uses up its attempts, its batch mates do not.
     attempts = models.PositiveIntegerField(default=0)
     not_before = models.DateTimeField(default=timezone.now)
     lease_token = models.UUIDField(null=True, blank=True)

@@ -24,9 +24,11 @@ transaction reads what the previous holder committed). Nobody sleeps inside a
 transaction: an attempt either admits or says how long to wait, and ``acquire`` sleeps
 between attempts.
 
-Time is the caller's wall clock (injectable for tests); hosts are assumed NTP-synced. A
-host whose clock runs ahead writes into "future" buckets, which everyone counts: a skew
-makes the limiter stricter, not looser.
+Time comes from the shared store, never the host: Redis ``TIME`` inside the script, the
+database's clock (``clock_timestamp()`` on PostgreSQL, ``julianday('now')`` on SQLite)
+inside the transaction. Every host then counts the same buckets, so hosts whose clocks
+differ (by seconds or minutes) still admit one budget per window between them, and no
+host's clean-up deletes buckets another still counts. Tests may inject a clock instead.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from typing import Protocol
 from django.conf import settings
 from django.db import OperationalError, transaction
 from django.db.models import F
+
+from metadata.providers.base import ErrorKind, ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -196,29 +200,45 @@ def block_seconds(
 
 class Backend(Protocol):
     def admit(
-        self, *, key: str, now: float, limits: Limits, tokens: int, span: int, bucket: int
+        self, *, key: str, now: float | None, limits: Limits, tokens: int, span: int, bucket: int
     ) -> float:
-        """Count one call and return 0.0, or count nothing and return seconds to wait."""
+        """Count one call and return 0.0, or count nothing and return seconds to wait.
+
+        ``now`` None: the store's own clock."""
         ...
 
     def block_until(self, *, key: str, until: float) -> None:
         """Nobody is admitted before ``until`` (epoch seconds); never shortens a block."""
         ...
 
+    def block_for(self, *, key: str, seconds: float, now: float | None) -> None:
+        """Nobody is admitted for ``seconds`` from ``now`` (None: the store's clock)."""
+        ...
+
+
+class LimiterUnavailable(ProviderError):
+    """The shared store failed for another reason than a lock timeout: the call is not
+    admitted, and counts as a transient failure (its item retries later)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"rate limiter unavailable: {reason}", kind=ErrorKind.TRANSIENT)
+
 
 class DatabaseBackend:
     """A row per bucket and key (RateWindow), in a short transaction per attempt."""
 
     def admit(
-        self, *, key: str, now: float, limits: Limits, tokens: int, span: int, bucket: int
+        self, *, key: str, now: float | None, limits: Limits, tokens: int, span: int, bucket: int
     ) -> float:
         from metadata.models import RateWindow
 
-        current = int(now // bucket) * bucket
-        oldest = current - span
         try:
             with transaction.atomic():
                 blocked = self._lock_control(key)
+                # After the lock: the clock read by the holder, so buckets follow each other.
+                now = database_now() if now is None else now
+                current = int(now // bucket) * bucket
+                oldest = current - span
                 if blocked > now:
                     return blocked - now
                 rows = list(
@@ -254,10 +274,19 @@ class DatabaseBackend:
                     ).delete()
                 return 0.0
         except OperationalError as error:
+            if not _is_lock_timeout(error):
+                # A dropped connection, a missing table: retrying every 50 ms for ever
+                # would hide it. The call fails as transient and its item retries later.
+                logger.warning("rate limiter: database error (%s); the call is not admitted", error)
+                raise LimiterUnavailable(str(error)) from error
             # SQLite under a burst of writers ("database is locked"): try again shortly
             # instead of failing a paid call that never started.
             logger.info("rate limiter: database busy (%s); trying again", error)
             return 0.05
+
+    def block_for(self, *, key: str, seconds: float, now: float | None) -> None:
+        start = database_now() if now is None else now
+        self.block_until(key=key, until=start + seconds)
 
     def block_until(self, *, key: str, until: float) -> None:
         from metadata.models import RateWindow
@@ -287,11 +316,41 @@ class DatabaseBackend:
         return control.values_list("blocked_until", flat=True).get()
 
 
+def _is_lock_timeout(error: OperationalError) -> bool:
+    """SQLite's busy timeout ran out; PostgreSQL's lock_timeout (55P03) likewise."""
+    text = str(error).lower()
+    code = getattr(getattr(error, "__cause__", None), "sqlstate", None) or getattr(
+        getattr(error, "__cause__", None), "pgcode", None
+    )
+    return "database is locked" in text or "database table is locked" in text or code == "55P03"
+
+
+def database_now() -> float:
+    """Epoch seconds from the database's clock (one clock for every host)."""
+    from django.db import connection
+
+    vendor = connection.vendor
+    if vendor == "postgresql":
+        sql = "SELECT EXTRACT(EPOCH FROM clock_timestamp())"
+    elif vendor == "sqlite":
+        sql = "SELECT (julianday('now') - 2440587.5) * 86400.0"
+    else:
+        return time.time()
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return float(cursor.fetchone()[0])
+
+
 # KEYS: requests hash, tokens hash (field = bucket start), blocked-until string.
-# ARGV: now, bucket, span, rpm, tpm, tokens. Returns {admitted 0/1, wait as a string}
+# ARGV: now ('' for the server's TIME), bucket, span, rpm, tpm, tokens. Returns {admitted
+# 0/1, wait as a string}
 # (Redis truncates Lua numbers to integers in replies).
 _ADMIT_LUA = """
 local now = tonumber(ARGV[1])
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
 local bucket = tonumber(ARGV[2])
 local span = tonumber(ARGV[3])
 local rpm = tonumber(ARGV[4])
@@ -346,10 +405,15 @@ end
 return {0, tostring(bucket)}
 """
 
-# KEYS: blocked-until string. ARGV: until (epoch seconds), ttl in ms. Only ever later.
+# KEYS: blocked-until string. ARGV: until (epoch seconds, or '' for the server's TIME
+# plus ARGV[3] seconds), ttl in ms. Only ever later.
 _BLOCK_LUA = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local wanted = tonumber(ARGV[1])
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  wanted = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[3])
+end
 if wanted > current then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
@@ -382,12 +446,12 @@ class RedisBackend:
         return [f"{self.prefix}:{{{key}}}:{part}" for part in ("requests", "tokens", "blocked")]
 
     def admit(
-        self, *, key: str, now: float, limits: Limits, tokens: int, span: int, bucket: int
+        self, *, key: str, now: float | None, limits: Limits, tokens: int, span: int, bucket: int
     ) -> float:
         admitted, wait = self._admit(
             keys=self._keys(key),
             args=[
-                repr(now),
+                "" if now is None else repr(now),
                 bucket,
                 span,
                 limits.requests_per_minute or UNLIMITED,
@@ -399,7 +463,14 @@ class RedisBackend:
 
     def block_until(self, *, key: str, until: float) -> None:
         ttl_ms = max(int((until - time.time()) * 1000) + 1000, 1000)
-        self._block(keys=self._keys(key)[2:], args=[repr(until), ttl_ms])
+        self._block(keys=self._keys(key)[2:], args=[repr(until), ttl_ms, 0])
+
+    def block_for(self, *, key: str, seconds: float, now: float | None) -> None:
+        if now is not None:
+            self.block_until(key=key, until=now + seconds)
+            return
+        ttl_ms = max(int(seconds * 1000) + 1000, 1000)
+        self._block(keys=self._keys(key)[2:], args=["", ttl_ms, repr(seconds)])
 
 
 # -- the limiter -------------------------------------------------------------------------
@@ -408,7 +479,8 @@ class RedisBackend:
 class Limiter:
     """Admissions for one key (one provider account and model), shared through a backend.
 
-    ``clock`` (epoch seconds) and ``sleep`` are injectable so tests need not sleep.
+    Time is the store's (``clock`` None). ``clock`` (epoch seconds) and ``sleep`` are
+    injectable so tests need not sleep.
     """
 
     def __init__(
@@ -417,7 +489,7 @@ class Limiter:
         key: str,
         backend: Backend,
         limits: Callable[[], Limits] = settings_limits,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         span: int = SPAN_SECONDS,
         bucket: int = BUCKET_SECONDS,
@@ -441,7 +513,7 @@ class Limiter:
             return 0.0
         return self.backend.admit(
             key=self.key,
-            now=self.clock(),
+            now=self.clock() if self.clock is not None else None,
             limits=limits,
             tokens=max(int(tokens), 0),
             span=self.span,
@@ -455,12 +527,14 @@ class Limiter:
         (sleeping would only end in False), or when ``stop`` is set (a pause). It sleeps
         between attempts, never inside a transaction.
         """
-        deadline = self.clock() + max(timeout, 0.0)
+        # Only for this process's own deadline: its clock's rate, not its setting, matters.
+        elapsed = self.clock or time.monotonic
+        deadline = elapsed() + max(timeout, 0.0)
         while True:
             wait = self.try_acquire(tokens=tokens)
             if wait <= 0:
                 return True
-            if self.clock() + wait > deadline:
+            if elapsed() + wait > deadline:
                 return False
             pause = wait + random.uniform(0, min(MAX_JITTER_SECONDS, wait / 10))
             if stop is not None:
@@ -486,7 +560,8 @@ class Limiter:
 
     def block(self, *, seconds: float) -> None:
         """Nobody with this key is admitted for ``seconds`` (a block is never shortened)."""
-        self.backend.block_until(key=self.key, until=self.clock() + seconds)
+        now = self.clock() if self.clock is not None else None
+        self.backend.block_for(key=self.key, seconds=seconds, now=now)
 
 
 def default_backend() -> Backend:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
-from metadata import jobs, relint, revisions
+from metadata import jobs, relint, revisions, runner
 
 logger = logging.getLogger(__name__)
 
 
-def run_job(job_id: int) -> None:
-    jobs.run_job(job_id=job_id)
+def run_job(job_id: int, runner_token: str | None = None) -> None:
+    runner.run_job(job_id=job_id, runner_token=uuid.UUID(runner_token) if runner_token else None)
 
 
 def recover() -> None:

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from metadata import jobs
+from metadata import progress, runner
 from metadata.models import JobState, RegenerationJob
 
 # Following stops in any of these: the job will not move without a person.
@@ -24,7 +24,7 @@ EXIT_FAILURES = 2  # some images failed, or the job could not run
 EXIT_STOPPED = 3  # paused or cancelled: it needs a person
 
 
-def exit_status(summary: jobs.Summary) -> int:
+def exit_status(summary: progress.Summary) -> int:
     state = summary.job.state
     if state in {JobState.PAUSED, JobState.CANCELLED}:
         return EXIT_STOPPED
@@ -33,7 +33,7 @@ def exit_status(summary: jobs.Summary) -> int:
     return EXIT_OK
 
 
-def summary_dict(summary: jobs.Summary) -> dict[str, Any]:
+def summary_dict(summary: progress.Summary) -> dict[str, Any]:
     """A job's outcome for ``--json``."""
     return {
         "job": summary.job.pk,
@@ -49,14 +49,14 @@ def summary_dict(summary: jobs.Summary) -> dict[str, Any]:
 
 def work_inline(job: RegenerationJob, *, stream: TextIO, show_bar: bool) -> None:
     """Work a draft job to its end in this process, with no cluster, drawing a bar."""
-    total = jobs.progress(job).total
+    total = progress.progress(job).total
     with tqdm(total=total, unit="image", disable=not show_bar, file=stream) as bar:
 
         def advance() -> None:
-            bar.n = jobs.progress(job).done
+            bar.n = progress.progress(job).done
             bar.refresh()
 
-        jobs.run_inline(job, on_item=advance)
+        runner.run_inline(job, on_item=advance)
         advance()
 
 
@@ -65,11 +65,11 @@ def follow(
 ) -> None:
     """Poll the job's progress (one query) until it needs nobody's attention."""
     with tqdm(
-        total=jobs.progress(job).total, unit="image", disable=not show_bar, file=stream
+        total=progress.progress(job).total, unit="image", disable=not show_bar, file=stream
     ) as bar:
         while True:
             job.refresh_from_db(fields=["state"])
-            bar.n = jobs.progress(job).done
+            bar.n = progress.progress(job).done
             bar.refresh()
             if job.state in FOLLOW_UNTIL:
                 return

@@ -21,11 +21,11 @@ from django.db.models import QuerySet
 from mediaopt.library.models import MediaAsset
 from metadata import jobs, undo_plan
 from metadata.models import (
+    FINAL_JOB_STATES,
     ItemState,
     JobItem,
     JobKind,
     JobQueue,
-    JobState,
     MetadataRevision,
     RegenerationJob,
 )
@@ -34,8 +34,6 @@ from metadata.models import (
 INTERACTIVE_LIMIT = 50
 # Images changed since the job whose conflicts a preview details.
 SAMPLE = 50
-
-FINISHED = (JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED)
 
 
 class CannotUndo(Exception):
@@ -55,7 +53,7 @@ def _undos(job: RegenerationJob) -> QuerySet:
 
 def active_undo(job: RegenerationJob) -> RegenerationJob | None:
     """An undo of ``job`` that has not finished yet, if any."""
-    return _undos(job).exclude(state__in=FINISHED).first()
+    return _undos(job).exclude(state__in=FINAL_JOB_STATES).first()
 
 
 def latest_undo(job: RegenerationJob) -> RegenerationJob | None:
@@ -66,7 +64,7 @@ def latest_undo(job: RegenerationJob) -> RegenerationJob | None:
 
 def refusal(job: RegenerationJob) -> str:
     """Why ``job`` cannot be undone now, or "" when it can."""
-    if job.state not in FINISHED:
+    if job.state not in FINAL_JOB_STATES:
         return (
             f"Job #{job.pk} is {job.get_state_display().lower()}; "
             "it can be undone once it has finished or been cancelled."
@@ -128,7 +126,7 @@ def start(
 ) -> UndoStart:
     """Create and queue the ``undo`` job for ``job``. Raises CannotUndo with the reason.
 
-    With ``queue_it`` False the undo job stays a draft, for jobs.run_inline (a command's
+    With ``queue_it`` False the undo job stays a draft, for runner.run_inline (a command's
     ``--inline``).
 
     One INSERT ... SELECT makes the items whatever the job's size. Images busy in another
@@ -142,7 +140,7 @@ def start(
     images = changed_assets(job)
     total = images.count()
     with transaction.atomic():
-        undo = RegenerationJob.objects.create(
+        undo = jobs.create_draft(
             kind=JobKind.UNDO,
             queue=JobQueue.INTERACTIVE if total <= INTERACTIVE_LIMIT else JobQueue.BULK,
             created_by=actor,

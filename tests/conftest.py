@@ -62,6 +62,39 @@ def funded_installation(request):
     return funded_account(credits=10_000, plan="agency")
 
 
+# Test modules about jobs: the engine's invariants are checked after each of their tests.
+JOB_TEST_MODULES = (
+    "test_jobs",
+    "test_job_",
+    "test_runner",
+    "test_engine_faults",
+    "test_bulk",
+    "test_progress",
+    "test_regenerate_command",
+)
+
+
+@pytest.fixture(autouse=True)
+def job_invariants(request, monkeypatch):
+    """After every job test: no live item under a finished job, attempts within claims,
+    every unfinished job with a runner or recoverable (tests/job_invariants.py)."""
+    module = request.node.module.__name__.rsplit(".", 1)[-1]
+    if (
+        request.node.get_closest_marker("django_db") is None
+        or not module.startswith(JOB_TEST_MODULES)
+        or "services" in str(request.path)
+    ):
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")
+    from tests.job_invariants import ClaimLog, violations
+
+    log = ClaimLog.install(monkeypatch)
+    yield
+    found = violations(log)
+    assert not found, "job invariants broken: " + "; ".join(found)
+
+
 def pytest_collection_modifyitems(config, items):
     """Browser tests last: Playwright's sync API leaves an event loop running in this thread,
     which Django's async-safety check would hold against every test after it."""

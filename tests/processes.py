@@ -1,5 +1,6 @@
 """Real ``qcluster`` processes for tests: started in their own session, stopped with one
-SIGTERM to the main process, and proven gone (NOTES.md, "Test harness traps").
+SIGTERM to the main process, and proven gone (a SIGKILL of the main process alone
+leaves its sentinel and workers running).
 
 Used by tests/services (PostgreSQL) and tests/browser (the live server's SQLite file).
 Subprocesses get the database, the media folder, the fake OpenAI server and the job
@@ -21,8 +22,8 @@ from tests.fakeopenai import FAKE_API_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Short leases so that deaths are noticed within seconds; recover() in the test process
-# reads the same values from the environment.
+# Short leases so that deaths are noticed within seconds; the services' job_env fixture
+# gives recover() in the test process the same values through settings.
 JOB_ENV = {
     "MEDIAOPT_JOB_LEASE_SECONDS": "4",
     "MEDIAOPT_JOB_RUNNER_STALE_SECONDS": "4",
@@ -144,7 +145,8 @@ class Cluster:
         assert self.members() == [], f"survivors of the cluster: {self.members()}"
 
     def stop(self) -> None:
-        """One SIGTERM to the main process (NOTES.md: never the group, never twice)."""
+        """One SIGTERM to the main process (never the group, never twice: that has
+        deadlocked qcluster)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -24,13 +24,14 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from mediaopt.library.admin import ReadOnlyAdminMixin, page_context
 from mediaopt.library.models import MediaAsset
-from metadata import jobs, undo
+from metadata import jobs, progress, undo
 from metadata.admin.common import (
     STOP_POLLING,
     may_run,
 )
 from metadata.admin.undo import UndoMixin
 from metadata.models import (
+    FINAL_JOB_STATES,
     JobKind,
     JobState,
     RegenerationJob,
@@ -135,7 +136,7 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         ``with_controls=False`` (a poll whose state has not changed) leaves out what only
         the controls show, so each poll costs the same few queries.
         """
-        summary = jobs.job_summary(job)
+        summary = progress.job_summary(job)
         state = job.state
         runs = may_run(request)
         return {
@@ -149,7 +150,7 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             "controls": {
                 "pause": runs and state in {JobState.QUEUED, JobState.RUNNING},
                 "resume": runs and state == JobState.PAUSED,
-                "cancel": runs and state not in jobs.FINAL_JOB_STATES,
+                "cancel": runs and state not in FINAL_JOB_STATES,
                 # An undo's failures are undone by undoing its job again (jobs.retry_failed).
                 "retry_failed": runs
                 and summary.final
@@ -277,7 +278,7 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
                 request,
                 title=f"Cancel job #{job.pk}?",
                 original=job,
-                summary=jobs.job_summary(job),
+                summary=progress.job_summary(job),
                 cancel_url=self.job_url("cancel", job.pk),
                 change_url=self.job_url("change", job.pk),
                 has_view_permission=True,

@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 from billing import crypto, ledger
 from billing.models import Account, AccountMode, EntryKind, LedgerEntry
 from mediaopt.library import ingest
-from metadata import intake, jobs
+from metadata import intake, jobs, runner
 from metadata.models import ItemState, JobItem, JobKind, JobState
 from tests import factories
 from tests.fakeopenai import FakeOpenAI
@@ -181,7 +181,7 @@ def test_a_generation_appears_in_the_ledger_as_one_capture(
     )
     assert outcome.status == ingest.IMPORTED, outcome.reason
     job = jobs.create_job(kind=JobKind.BULK, asset_ids=[outcome.asset.pk]).job
-    jobs.run_inline(job)  # in this process, against the fake server: no cluster needed
+    runner.run_inline(job)  # in this process, against the fake server: no cluster needed
 
     job.refresh_from_db()
     item = JobItem.objects.get(job=job)

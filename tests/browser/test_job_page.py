@@ -15,7 +15,7 @@ from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
-from metadata import jobs
+from metadata import jobs, progress
 from metadata.models import JobItem, JobKind, JobState, RegenerationJob
 from tests.browser.conftest import PASSWORD, log_in
 from tests.browser.test_jobs import clusters, imported, media_root, module_media  # noqa: F401
@@ -87,9 +87,9 @@ def test_a_bulk_job_is_watched_paused_resumed_cancelled_and_its_failures_retried
     assert job.state == JobState.PAUSED
     # In-flight calls finish; then nothing moves.
     page.wait_for_timeout(1500)
-    paused_at = jobs.progress(job).done
+    paused_at = progress.progress(job).done
     page.wait_for_timeout(1500)
-    assert jobs.progress(job).done == paused_at
+    assert progress.progress(job).done == paused_at
 
     page.get_by_role("button", name="Resume").click()
     expect(panel.get_by_role("button", name="Pause")).to_be_visible()

@@ -20,7 +20,7 @@ from playwright.sync_api import Page, expect
 from mediaopt.library import ingest
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
-from metadata import intake, jobs, revisions
+from metadata import intake, jobs, progress, revisions
 from metadata.models import JobKind, JobState, RegenerationJob
 from metadata.strategies import FieldChange, Plan
 from tests import factories
@@ -214,7 +214,7 @@ def test_a_click_is_answered_while_a_200_image_job_runs_on_the_bulk_cluster(
         # The click must land while the bulk job is really at work, not while its cluster
         # is still picking it up.
         deadline = time.monotonic() + 30
-        while jobs.progress(bulk).done == 0:
+        while progress.progress(bulk).done == 0:
             assert time.monotonic() < deadline, "the bulk job never started working"
             time.sleep(0.1)
 
@@ -225,12 +225,12 @@ def test_a_click_is_answered_while_a_200_image_job_runs_on_the_bulk_cluster(
         )
         answered = time.monotonic() - started
 
-        progress = jobs.progress(bulk)
+        counts = progress.progress(bulk)
         bulk.refresh_from_db()
-        assert bulk.state == JobState.RUNNING and progress.remaining > 0, (bulk.state, progress)
+        assert bulk.state == JobState.RUNNING and counts.remaining > 0, (bulk.state, counts)
         print(
             f"click answered in {answered:.2f}s while the bulk job had done "
-            f"{progress.done}/{progress.total}"
+            f"{counts.done}/{counts.total}"
         )
         assert answered < CLICK_BOUND_SECONDS
     finally:

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
-from metadata import bulk, intake, jobs
+from metadata import bulk, intake, jobs, progress, runner
 from metadata.models import (
     ItemState,
     JobItem,
@@ -249,17 +249,17 @@ def test_try_first_pauses_after_ten_images_and_resume_runs_the_rest():
     options = bulk.BulkOptions.defaults()
     result = bulk.confirm(job=job, options=options, actor=None, try_first=bulk.TRY_FIRST)
     assert result.started and result.items == 13
-    jobs._run(job_id=job.pk, to_the_end=True)
+    runner._run(job_id=job.pk, to_the_end=True)
     job.refresh_from_db()
-    done = jobs.progress(job).done
+    done = progress.progress(job).done
     assert job.state == JobState.PAUSED and done == 10
     assert job.pause_reason == "Paused after the first 10 images for review."
     assert "pause_after" not in job.options
 
     jobs.resume(job)
-    jobs._run(job_id=job.pk, to_the_end=True)
+    runner._run(job_id=job.pk, to_the_end=True)
     job.refresh_from_db()
-    assert job.state == JobState.COMPLETED and jobs.progress(job).done == 13
+    assert job.state == JobState.COMPLETED and progress.progress(job).done == 13
 
 
 # -- cost does not grow with the selection -----------------------------------------------

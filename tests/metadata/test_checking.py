@@ -12,7 +12,7 @@ import pytest
 
 from billing.models import EntryKind, LedgerEntry
 from mediaopt.library.fields import Source
-from metadata import generation, intake, jobs
+from metadata import generation, intake, jobs, runner
 from metadata.models import (
     ItemState,
     JobItem,
@@ -43,7 +43,7 @@ def imported(color="green", name="IMG_0001.jpg", width=96):
 
 def run_single(asset, **options) -> JobItem:
     job = jobs.create_job(kind=JobKind.SINGLE, asset_ids=[asset.pk], options=options).job
-    jobs.run_inline(job)
+    runner.run_inline(job)
     return JobItem.objects.select_related("job").get(job=job)
 
 

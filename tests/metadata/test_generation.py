@@ -12,7 +12,7 @@ from django.conf import settings as django_settings
 from PIL import Image
 
 from mediaopt.library.fields import FIELDS, Source
-from metadata import intake, jobs, schema
+from metadata import intake, jobs, runner, schema
 from metadata.models import ItemState, JobItem, JobKind, JobState, Settings, Strategy
 from tests import factories
 from tests.fakeopenai import Fault, expected_metadata
@@ -34,7 +34,7 @@ def imported(data: bytes, name: str = "IMG_0001.jpg"):
 def run_single(asset, kind=JobKind.SINGLE, **options) -> JobItem:
     """One job for one asset, worked to the end in this process; its item."""
     job = jobs.create_job(kind=kind, asset_ids=[asset.pk], options=options).job
-    jobs.run_inline(job)
+    runner.run_inline(job)
     return JobItem.objects.select_related("job", "revision").get(job=job)
 
 

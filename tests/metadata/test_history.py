@@ -13,7 +13,7 @@ from django.utils import timezone
 from billing.models import Account, CreditHold, LedgerEntry
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
-from metadata import jobs, revisions, undo, undo_plan
+from metadata import jobs, revisions, runner, undo, undo_plan
 from metadata.models import (
     ItemState,
     JobItem,
@@ -35,7 +35,7 @@ def run_undo(job, *, override=False, actor=None) -> RegenerationJob:
     undo_job = started.job
     undo_job.refresh_from_db()
     if undo_job.state != JobState.COMPLETED:  # a cluster would run it; here, run it now
-        jobs._run(job_id=undo_job.pk, to_the_end=True)
+        runner._run(job_id=undo_job.pk, to_the_end=True)
         undo_job.refresh_from_db()
     return undo_job
 
@@ -338,7 +338,9 @@ def test_an_undo_job_costs_the_same_queries_per_image_at_any_size(settings):
     for n, start in ((10, 0), (250, 100)):
         job = _bulk_job_over(n, start)
         undo_job = undo.start(job=job).job
-        queries = _queries(lambda undo_job=undo_job: jobs._run(job_id=undo_job.pk, to_the_end=True))
+        queries = _queries(
+            lambda undo_job=undo_job: runner._run(job_id=undo_job.pk, to_the_end=True)
+        )
         undo_job.refresh_from_db()
         assert undo_job.state == JobState.COMPLETED
         per_image.append(queries / n)

@@ -13,7 +13,7 @@ from django_q.models import OrmQ
 from billing import crypto, ledger
 from billing.models import Account, CreditHold, EntryKind, HoldState, LedgerEntry
 from mediaopt.library.fields import Source
-from metadata import intake, jobs
+from metadata import intake, jobs, progress, runner
 from metadata.models import ItemState, JobKind, JobState, MetadataRevision
 from tests import factories
 from tests.billing.helpers import funded_account
@@ -48,7 +48,7 @@ def make_assets(n: int):
 
 def run_bulk(assets) -> jobs.RegenerationJob:
     creation = jobs.create_job(kind=JobKind.BULK, asset_ids=[a.pk for a in assets])
-    jobs.run_inline(creation.job)
+    runner.run_inline(creation.job)
     creation.job.refresh_from_db()
     return creation.job
 
@@ -78,7 +78,7 @@ def test_credits_spent_captures_successful_answers_and_ai_revisions_agree(
     account.refresh_from_db()
     assert job.state == JobState.COMPLETED
     assert before - ledger.balance(account) == captures == ok_answers == ai_revisions
-    assert jobs.progress(job).succeeded + jobs.progress(job).failed == 6
+    assert progress.progress(job).succeeded + progress.progress(job).failed == 6
     assert account.held == 0
     assert not CreditHold.objects.filter(state=HoldState.HELD).exists()
 
@@ -91,7 +91,7 @@ def test_a_failure_costs_nothing(fake_openai_settings):
     job = run_bulk(make_assets(2))
 
     account.refresh_from_db()
-    assert jobs.progress(job).failed == 2
+    assert progress.progress(job).failed == 2
     assert ledger.balance(account) == before and account.held == 0
     assert CreditHold.objects.filter(state=HoldState.RELEASED).count() == 2 * 3
 
@@ -101,7 +101,7 @@ def test_a_broken_image_never_holds_credits(fake_openai_settings):
     with open(asset.file.path, "wb") as handle:
         handle.write(b"\xff\xd8\xff not a jpeg")
     job = run_bulk([asset])
-    assert jobs.progress(job).failed == 1
+    assert progress.progress(job).failed == 1
     assert not CreditHold.objects.exists()
     assert fake_openai_settings.request_count == 0
 
@@ -114,12 +114,12 @@ def test_out_of_credits_pauses_then_a_grant_and_resume_charge_each_image_once(
     assets = make_assets(5)
     creation = jobs.create_job(kind=JobKind.BULK, asset_ids=[a.pk for a in assets])
     job = creation.job
-    jobs.run_inline(job)
+    runner.run_inline(job)
     job.refresh_from_db()
 
     assert job.state == JobState.PAUSED
     assert "credit" in job.pause_reason.lower()
-    assert jobs.progress(job).succeeded == 3 and jobs.progress(job).pending == 2
+    assert progress.progress(job).succeeded == 3 and progress.progress(job).pending == 2
     assert set(job.items.filter(state=ItemState.PENDING).values_list("attempts", flat=True)) == {0}
 
     ledger.grant(account=account, amount=10, reason="top-up")
@@ -178,7 +178,7 @@ def test_a_customer_key_stays_out_of_task_payloads_logs_and_dumps(
     payloads = list(OrmQ.objects.values_list("payload", flat=True))
     OrmQ.objects.all().delete()
     job.refresh_from_db()
-    jobs.run_job(job_id=job.pk)
+    runner.run_job(job_id=job.pk, runner_token=job.runner_token)  # what the task carried
 
     asset.refresh_from_db()
     assert asset.alt_text_source == Source.AI  # the key really was used

@@ -1,5 +1,6 @@
-"""jobs.py on SQLite: every transition, claims and leases, recovery, and a whole job in
-sync mode against the fake OpenAI server."""
+"""jobs.py on SQLite: every transition, claims and leases, recovery, the cluster settings.
+
+The runner working whole jobs is in test_runner.py, the progress reads in test_progress.py."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from mediaopt.library.models import MediaAsset
 from metadata import intake, jobs
 from metadata.apps import RECOVER_SCHEDULE, create_schedules
 from metadata.models import (
+    FINAL_JOB_STATES,
     ItemState,
     JobItem,
     JobKind,
@@ -27,7 +29,6 @@ from metadata.models import (
 )
 from metadata.providers.base import DescribeResult
 from tests import factories
-from tests.fakeopenai import Fault
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
@@ -45,9 +46,13 @@ def make_assets(n: int, *, start: int = 0) -> list[MediaAsset]:
 
 
 def new_job(assets, *, kind=JobKind.BULK, state: str | None = None, **kwargs):
+    """A job with a pending item per asset, put straight into ``state``; a finished job's
+    items are cancelled, as finishing it would have."""
     job = jobs.create_job(kind=kind, asset_ids=[a.pk for a in assets], **kwargs).job
     if state:
         RegenerationJob.objects.filter(pk=job.pk).update(state=state)
+        if state in FINAL_JOB_STATES:
+            job.items.filter(state=ItemState.PENDING).update(state=ItemState.CANCELLED)
         job.refresh_from_db()
     return job
 
@@ -64,7 +69,7 @@ def set_item(item: JobItem, **fields) -> JobItem:
 
 @pytest.fixture
 def sync_mode(monkeypatch):
-    """django-q2 runs tasks inline (override_settings cannot reach Conf: NOTES.md)."""
+    """django-q2 runs tasks inline (override_settings cannot reach Conf, read at import)."""
     monkeypatch.setattr(Conf, "SYNC", True)
 
 
@@ -142,7 +147,8 @@ def test_only_a_running_job_without_open_items_completes(start):
 def test_a_job_with_open_items_does_not_complete(open_state):
     [asset] = factories.bare_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
-    set_item(item_of(job), state=open_state)
+    lease = timezone.now() + timedelta(minutes=1)  # a claimed item is always leased
+    set_item(item_of(job), state=open_state, lease_expires_at=lease)
     assert not jobs.complete_if_done(job)
     assert job.state == JobState.RUNNING
 
@@ -156,10 +162,15 @@ def test_enqueue_and_resume_send_one_runner_on_the_jobs_queue_after_commit(
     job = new_job([asset], queue=JobQueue.INTERACTIVE)
     with django_capture_on_commit_callbacks(execute=True):
         jobs.enqueue(job)
+    job.refresh_from_db()
+    assert job.runner_token is not None  # only the task sent may take the job over
     assert sent == [
         (
             ("metadata.tasks.run_job", job.pk),
-            {"q_options": {"cluster": "interactive", "task_name": f"job-{job.pk}"}},
+            {
+                "runner_token": job.runner_token.hex,
+                "q_options": {"cluster": "interactive", "task_name": f"job-{job.pk}"},
+            },
         )
     ]
     with pytest.raises(jobs.IllegalTransition):  # confirming twice makes one run
@@ -200,7 +211,7 @@ def test_item_transition_table_matches_the_item_functions():
         assert jobs.ITEM_TRANSITIONS[state] == expected.get(state, set())
 
 
-def test_claim_counts_the_attempt_and_sets_a_lease():
+def test_claim_sets_a_lease_and_opening_the_image_counts_the_attempt():
     assets = factories.bare_assets(3)
     job = new_job(assets, state=JobState.RUNNING)
     before = timezone.now()
@@ -210,11 +221,16 @@ def test_claim_counts_the_attempt_and_sets_a_lease():
         item = JobItem.objects.get(pk=claimed.id)
         assert (item.state, item.attempts, item.lease_token) == (
             ItemState.CLAIMED,
-            1,
+            0,
             claimed.lease_token,
         )
         assert before + timedelta(seconds=89) < item.lease_expires_at
     assert JobItem.objects.filter(job=job, state=ItemState.PENDING).count() == 1
+    # Only the item whose image is opened pays an attempt; its batch mate does not.
+    opened = jobs.open_item(item=batch[0], lease_seconds=90)
+    assert opened is not None and opened.attempts == 1
+    attempts = dict(JobItem.objects.filter(job=job).values_list("pk", "attempts"))
+    assert (attempts[batch[0].id], attempts[batch[1].id]) == (1, 0)
 
 
 def test_claim_skips_items_not_yet_due_and_other_jobs():
@@ -292,8 +308,10 @@ def test_a_worker_whose_lease_expired_and_was_recovered_writes_nothing():
     [asset] = make_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
     [frozen] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    frozen = jobs.open_item(item=frozen, lease_seconds=60)  # the runner opens it
     jobs.recover(now=timezone.now() + timedelta(seconds=61))
     [second] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    second = jobs.open_item(item=second, lease_seconds=60)  # the runner opens it
     assert second.attempts == 2
     assert not finish(frozen, asset)
     assert not jobs.fail_item(item_id=frozen.id, lease_token=frozen.lease_token, error="x")
@@ -326,6 +344,7 @@ def test_retry_later_puts_the_item_back_with_not_before_and_keeps_the_attempt():
     [asset] = factories.bare_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
     [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    claimed = jobs.open_item(item=claimed, lease_seconds=60)  # the runner opens it
     due = timezone.now() + timedelta(seconds=30)
     assert jobs.retry_later(
         item_id=claimed.id, lease_token=claimed.lease_token, not_before=due, error="429"
@@ -388,23 +407,6 @@ def test_create_job_skips_busy_assets_and_says_how_many():
     assert creation.job.state == JobState.DRAFT
 
 
-# -- progress ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("size", [10, 1000])
-def test_progress_takes_one_query_whatever_the_size(size, django_assert_num_queries):
-    assets = factories.bare_assets(size)
-    job = new_job(assets, state=JobState.RUNNING)
-    jobs.claim(job_id=job.pk, batch_size=3, lease_seconds=60)
-    JobItem.objects.filter(job=job, state=ItemState.PENDING).filter(
-        pk__in=JobItem.objects.filter(job=job, state=ItemState.PENDING).values("pk")[:2]
-    ).update(state=ItemState.FAILED)
-    with django_assert_num_queries(1):
-        progress = jobs.progress(job)
-    assert (progress.total, progress.claimed, progress.failed) == (size, 3, 2)
-    assert progress.pending == size - 5 and progress.done == 2
-
-
 # -- recovery ----------------------------------------------------------------------------
 
 
@@ -418,6 +420,7 @@ def test_recover_returns_expired_leases_and_sends_a_runner_to_a_job_without_one(
     orphan = new_job([a], state=JobState.RUNNING)
     alive = new_job([b], state=JobState.RUNNING)
     [lost] = jobs.claim(job_id=orphan.pk, batch_size=1, lease_seconds=60)
+    lost = jobs.open_item(item=lost, lease_seconds=60)  # the runner opens it
     [held] = jobs.claim(job_id=alive.pk, batch_size=1, lease_seconds=600)
     set_item(item_of(alive), state=ItemState.SUCCEEDED)  # its runner finished, then died
     later = timezone.now() + timedelta(seconds=120)
@@ -464,146 +467,6 @@ def test_the_recover_schedule_exists_once_after_migrate():
         1,
         "bulk",
     )
-
-
-# -- whole jobs in sync mode against the fake server -------------------------------------
-
-
-def requests_by_asset(fake, assets) -> dict[int, list[int]]:
-    """The statuses the fake answered for each asset's preview, in order."""
-    previews = {}
-    for asset in assets:
-        with asset.file.open("rb") as handle:
-            previews[images.preview(handle)] = asset.pk
-    seen: dict[int, list[int]] = {asset.pk: [] for asset in assets}
-    for request in fake.requests:
-        seen[previews[request.image]].append(request.status)
-    return seen
-
-
-def test_a_job_survives_429s_and_500s_and_asks_nothing_after_success(
-    fake_openai_settings, sync_mode, quick, django_capture_on_commit_callbacks
-):
-    fake = fake_openai_settings
-    assets = make_assets(6)
-    broken = assets[5]
-    with broken.file.open("wb") as handle:  # the bytes rotted on disk after import
-        handle.write(factories.corrupt_bytes())
-    fake.script([429, 500, Fault.rate_limited(retry_after_ms=50), 500, 429])
-    job = new_job(assets)
-
-    with django_capture_on_commit_callbacks(execute=True):
-        jobs.enqueue(job)
-
-    job.refresh_from_db()
-    assert job.state == JobState.COMPLETED and job.finished_at
-    items = {item.asset_id: item for item in job.items.all()}
-    assert items[broken.pk].state == ItemState.FAILED and items[broken.pk].error
-    for asset in assets[:5]:
-        item = items[asset.pk]
-        assert item.state == ItemState.SUCCEEDED, item.error
-        asset.refresh_from_db()
-        assert asset.alt_text and asset.current_revision.job == job
-    statuses = requests_by_asset(fake, assets[:5])
-    for asset_id, answered in statuses.items():
-        # One success per image, and it was the last request for that image.
-        assert answered.count(200) == 1 and answered[-1] == 200, (asset_id, answered)
-        assert len(answered) == items[asset_id].attempts
-    assert sum(len(v) for v in statuses.values()) == 5 + 5
-    assert jobs.progress(job).succeeded == 5
-
-
-def test_transient_errors_use_up_the_attempts_then_fail_the_item_with_the_reason(
-    fake_openai_settings, sync_mode, quick, settings, django_capture_on_commit_callbacks
-):
-    settings.MEDIAOPT_JOB_MAX_ATTEMPTS = 2
-    fake_openai_settings.always(500)
-    [asset] = make_assets(1)
-    job = new_job([asset])
-    with django_capture_on_commit_callbacks(execute=True):
-        jobs.enqueue(job)
-    item = item_of(job)
-    job.refresh_from_db()
-    assert job.state == JobState.COMPLETED
-    assert item.state == ItemState.FAILED and item.attempts == 2
-    assert item.error.startswith("gave up after 2 attempts: ") and "500" in item.error
-    assert fake_openai_settings.request_count == 2
-
-
-def test_backoff_sets_not_before_instead_of_sleeping_on_the_item(
-    fake_openai_settings, quick, settings
-):
-    settings.MEDIAOPT_RETRY_BASE_SECONDS = 40.0
-    settings.MEDIAOPT_JOB_RUN_SECONDS = 0.5  # then the runner hands over
-    fake_openai_settings.always(500)
-    [asset] = make_assets(1)
-    job = new_job([asset], state=JobState.QUEUED)
-    jobs.run_job(job_id=job.pk)
-    item = item_of(job)
-    assert (item.state, item.attempts, item.lease_token) == (ItemState.PENDING, 1, None)
-    assert item.not_before > timezone.now() + timedelta(seconds=15)
-    assert "500" in item.error
-    assert fake_openai_settings.request_count == 1
-
-
-@pytest.mark.parametrize("fault", ["unauthorized", "insufficient_quota"])
-def test_a_rejected_key_or_exhausted_quota_pauses_the_job_without_spending_the_attempt(
-    fake_openai_settings, sync_mode, quick, fault, django_capture_on_commit_callbacks
-):
-    fake_openai_settings.always(fault)
-    assets = make_assets(3)
-    job = new_job(assets)
-    with django_capture_on_commit_callbacks(execute=True):
-        jobs.enqueue(job)
-    job.refresh_from_db()
-    assert job.state == JobState.PAUSED and job.pause_reason
-    assert fake_openai_settings.request_count == 1
-    assert set(job.items.values_list("state", "attempts")) == {(ItemState.PENDING, 0)}
-
-    fake_openai_settings.always(None)
-    with django_capture_on_commit_callbacks(execute=True):
-        jobs.resume(job)
-    job.refresh_from_db()
-    assert job.state == JobState.COMPLETED and job.pause_reason == ""
-    assert jobs.progress(job).succeeded == 3
-
-
-def test_an_upload_job_without_a_key_uses_the_heuristic(
-    sync_mode, quick, django_capture_on_commit_callbacks
-):
-    [asset] = make_assets(1)
-    job = new_job([asset], kind=JobKind.UPLOAD, queue=JobQueue.INTERACTIVE)
-    with django_capture_on_commit_callbacks(execute=True):
-        jobs.enqueue(job)
-    job.refresh_from_db()
-    assert job.state == JobState.COMPLETED
-    # IMG_0000.jpg tells nothing: the heuristic changes nothing, and says so.
-    item = item_of(job)
-    assert item.state in {ItemState.SKIPPED, ItemState.SUCCEEDED}
-
-
-def test_a_pause_between_items_stops_new_calls(
-    fake_openai_settings, sync_mode, quick, monkeypatch, django_capture_on_commit_callbacks
-):
-    assets = make_assets(4)
-    job = new_job(assets)
-    real_finish = jobs.finish_item
-
-    def finish_then_pause(**kwargs):
-        done = real_finish(**kwargs)
-        if not RegenerationJob.objects.filter(pk=job.pk, state=JobState.PAUSED).exists():
-            jobs.pause(RegenerationJob.objects.get(pk=job.pk), reason="a person paused it")
-        return done
-
-    monkeypatch.setattr(jobs, "finish_item", finish_then_pause)
-    with django_capture_on_commit_callbacks(execute=True):
-        jobs.enqueue(job)
-    job.refresh_from_db()
-    assert job.state == JobState.PAUSED
-    assert fake_openai_settings.request_count == 1
-    progress = jobs.progress(job)
-    assert (progress.succeeded, progress.pending, progress.claimed) == (1, 3, 0)
-    assert set(job.items.filter(state=ItemState.PENDING).values_list("attempts", flat=True)) == {0}
 
 
 # -- cluster settings --------------------------------------------------------------------

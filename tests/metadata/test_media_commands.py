@@ -7,7 +7,7 @@ from django.core.management import call_command
 
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
-from metadata import jobs
+from metadata import progress, runner
 from metadata.models import ItemState, JobKind, JobQueue, JobState, RegenerationJob, Settings
 from tests import factories
 from tests.fakeopenai import Fault
@@ -90,14 +90,14 @@ def test_import_media_wait_follows_the_job_until_it_ends(folder, monkeypatch):
     """--wait polls the job; here a stand-in cluster works it on the first poll."""
     from metadata.management.commands import import_media
 
-    real_progress = jobs.progress
+    real_progress = progress.progress
 
     def progress_then_work(job):
         if job.state == JobState.QUEUED:
-            jobs.run_job(job_id=job.pk)
+            runner.run_job(job_id=job.pk)
         return real_progress(job)
 
-    monkeypatch.setattr(import_media.jobs, "progress", progress_then_work)
+    monkeypatch.setattr(import_media.progress, "progress", progress_then_work)
     monkeypatch.setattr(import_media, "POLL_SECONDS", 0.01)
     report = json.loads(run("import_media", str(folder), "--wait", "--json"))
     assert report["job"]["state"] == JobState.COMPLETED

@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 
 from billing.models import LedgerEntry
 from mediaopt.library.models import MediaAsset
-from metadata import jobs
+from metadata import progress, runner
 from metadata.models import ItemState, JobItem, JobKind, JobState, RegenerationJob
 from tests.fakeopenai import Fault
 from tests.metadata.test_jobs import make_assets, new_job
@@ -100,15 +100,15 @@ def test_wait_follows_the_job_until_it_ends(fake_openai_settings, monkeypatch):
     from metadata.management.commands import regenerate_metadata
 
     make_assets(2)
-    real_progress = jobs.progress
+    real_progress = progress.progress
 
     def progress_then_work(job):
         # A stand-in cluster: the first poll works the job.
         if job.state == JobState.QUEUED:
-            jobs.run_job(job_id=job.pk)
+            runner.run_job(job_id=job.pk)
         return real_progress(job)
 
-    monkeypatch.setattr(jobs, "progress", progress_then_work)
+    monkeypatch.setattr(progress, "progress", progress_then_work)
     monkeypatch.setattr(regenerate_metadata, "POLL_SECONDS", 0.01)
     status, report = run_json("--all", "--wait")
     assert status == 0 and report["state"] == JobState.COMPLETED and report["succeeded"] == 2
@@ -170,11 +170,23 @@ def test_dry_run_estimates_and_changes_nothing(fake_openai_settings):
     assert [a.values() for a in MediaAsset.objects.order_by("pk")] == before
 
 
-def test_dry_run_counts_busy_images_apart():
+def test_dry_run_counts_busy_images_apart(fake_openai_settings):
     assets = make_assets(3)
     new_job(assets[:1], state=JobState.RUNNING)
     status, report = run_json("--all", "--dry-run")
     assert (report["need_paid_call"], report["busy"]) == (2, 1)
+
+
+def test_a_heuristic_dry_run_costs_nothing_and_says_so_like_the_confirmation_page():
+    # No server key: the gate gives the heuristic, so neither the page nor the CLI prices it.
+    make_assets(3)
+    status, report = run_json("--all", "--dry-run")
+    assert status == 0
+    assert report["mode"] == "heuristic" and report["estimate"] is None
+    assert report["need_paid_call"] == 0
+    out = io.StringIO()
+    call_command("regenerate_metadata", "--all", "--dry-run", stdout=out)
+    assert "costs nothing" in out.getvalue()
 
 
 def test_nothing_to_do_creates_no_job():

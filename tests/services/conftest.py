@@ -33,9 +33,12 @@ def services_db(django_db_blocker) -> None:
 
 
 @pytest.fixture
-def job_env(monkeypatch) -> dict[str, str]:
+def job_env(monkeypatch, settings) -> dict[str, str]:
+    """The short job tuning for the clusters (through their environment) and for this
+    process's recover() (through settings, which read the environment only at import)."""
     for name, value in JOB_ENV.items():
         monkeypatch.setenv(name, value)
+        setattr(settings, name, float(value))
     return dict(JOB_ENV)
 
 

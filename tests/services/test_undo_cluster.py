@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from mediaopt.library.fields import Source
-from metadata import jobs, revisions, undo
+from metadata import progress, revisions, undo
 from metadata.models import ItemState, JobItem, JobKind, JobState, RegenerationJob, RevisionKind
 from metadata.strategies import FieldChange, Plan
 from tests.factories import bare_assets
@@ -42,7 +42,7 @@ def test_an_undo_racing_hand_edits_never_loses_an_edit(start_cluster):
     # They start once the cluster has begun, from the last image (the undo goes by id), so
     # the two meet somewhere in the middle.
     try:
-        wait_for(started.job, seconds=60, until=lambda j: jobs.progress(j).done > 0)
+        wait_for(started.job, seconds=60, until=lambda j: progress.progress(j).done > 0)
     except AssertionError as error:
         raise AssertionError(f"{error}\n{cluster.output()}") from None
     landed, refused = set(), set()

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand
 from mediaopt import demo
 from mediaopt.library import ingest
 from mediaopt.library.models import MediaAsset
-from metadata import intake, jobs
+from metadata import intake, runner
 from metadata.models import JobKind
 
 
@@ -25,7 +25,7 @@ class Command(BaseCommand):
             if job is not None:
                 # Inline, before the clusters start: a newcomer's first page already
                 # shows the demo images with their metadata.
-                jobs.run_inline(job)
+                runner.run_inline(job)
                 self.stdout.write(
                     f"Imported {len(imported)} demo images; metadata written by job #{job.pk}."
                 )

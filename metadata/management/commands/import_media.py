@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from mediaopt.library import filenames, ingest
-from metadata import intake, jobs, terminal
+from metadata import intake, jobs, progress, terminal
 from metadata.models import JobItem, JobKind, RegenerationJob
 
 POLL_SECONDS = terminal.POLL_SECONDS
@@ -148,12 +148,12 @@ class Command(BaseCommand):
 
 
 def job_summary(job: RegenerationJob) -> dict[str, Any]:
-    progress = jobs.progress(job)
+    counts = progress.progress(job)
     return {
         "id": job.pk,
         "state": job.state,
         "pause_reason": job.pause_reason,
-        "progress": progress.counts(),
+        "progress": counts.counts(),
     }
 
 

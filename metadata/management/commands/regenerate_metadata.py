@@ -20,20 +20,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import Max, QuerySet
 
-from billing import gate, ledger
-from billing.models import Account
 from mediaopt.library.fields import FIELDS
 from mediaopt.library.models import MediaAsset
-from metadata import bulk, jobs, terminal
+from metadata import bulk, jobs, progress, terminal
 from metadata.models import (
-    JobItem,
     JobKind,
     JobQueue,
     JobState,
     RegenerationJob,
-    Settings,
     Strategy,
 )
 
@@ -45,7 +41,7 @@ MISSING_CHOICES = ("alt_text",)
 exit_status = terminal.exit_status
 
 
-def summary_dict(summary: jobs.Summary) -> dict[str, Any]:
+def summary_dict(summary: progress.Summary) -> dict[str, Any]:
     return {**terminal.summary_dict(summary), "credits_spent": summary.credits_spent}
 
 
@@ -148,7 +144,7 @@ class Command(BaseCommand):
         bulk_options = self.bulk_options(options)
         page = self.page(options, bulk_options)
         if options["dry_run"]:
-            self.dry_run(page, options)
+            self.dry_run(page, options, bulk_options)
             return
         job = self.start(page, bulk_options, inline=options["inline"])
         if job is None:
@@ -161,7 +157,7 @@ class Command(BaseCommand):
                 job, stream=self.stderr, show_bar=self.show_bar, poll_seconds=POLL_SECONDS
             )
         job.refresh_from_db()
-        self.finish(jobs.job_summary(job, failures_shown=None), page_end=page["last_id"])
+        self.finish(progress.job_summary(job, failures_shown=None), page_end=page["last_id"])
 
     # -- choosing images -----------------------------------------------------------------
 
@@ -206,12 +202,11 @@ class Command(BaseCommand):
         """A bulk job with an item per image of the page not busy elsewhere; queued on the
         bulk cluster unless it is to be worked here. None when there is nothing to do."""
         with transaction.atomic():
-            job = RegenerationJob.objects.create(
+            job = jobs.create_draft(
                 kind=JobKind.BULK,
                 queue=JobQueue.BULK,
                 scope=page["scope"],
                 options=chosen.as_dict(),
-                account=Account.objects.current(),
             )
             if not jobs.add_items(job=job, assets=page["assets"]):
                 transaction.set_rollback(True)
@@ -220,31 +215,28 @@ class Command(BaseCommand):
                 jobs.enqueue(job)
         return job
 
-    def dry_run(self, page: dict[str, Any], options: dict[str, Any]) -> None:
-        """How many images need a paid call, and what they would cost. Changes nothing."""
-        busy = Exists(JobItem.objects.active().filter(asset_id=OuterRef("pk")))
-        counts = (
-            page["assets"]
-            .order_by()
-            .aggregate(selected=Count("pk"), busy=Count("pk", filter=Q(busy)))
-        )
-        needing = counts["selected"] - counts["busy"]
-        row = Settings.objects.current()
-        account = Account.objects.current()
-        decision = gate.decide(
-            work=gate.WorkKind.BULK, images=max(needing, 1), account=account, model=row.model
-        )
-        estimate = ledger.estimate(
-            account=account, images_needing_paid_call=needing, model=row.model
-        )
+    def dry_run(
+        self, page: dict[str, Any], options: dict[str, Any], chosen: bulk.BulkOptions
+    ) -> None:
+        """How many images need a paid call, and what they would cost. Changes nothing.
+
+        The confirmation page's preview, so both say the same: when the gate gives no paid
+        AI (heuristic only, or refused), nothing is estimated and the run costs nothing.
+        """
+        look = bulk.preview_assets(assets=page["assets"], options=chosen)
+        estimate = look.estimate
+        needing = look.needing_call if look.decision.uses_ai else 0
         report = {
             "dry_run": True,
             "in_scope": page["in_scope"].count(),
             "need_paid_call": needing,
-            "busy": counts["busy"],
+            "busy": look.busy,
             "last_id": page["last_id"],
-            "refused": decision.reason if decision.mode == gate.Mode.REFUSED else "",
-            "estimate": {
+            "mode": look.decision.mode.value,
+            "refused": look.refused,
+            "estimate": None
+            if estimate is None
+            else {
                 "mode": estimate.mode,
                 "enough": estimate.enough,
                 "credits_needed": estimate.credits_needed,
@@ -254,10 +246,20 @@ class Command(BaseCommand):
                 "summary": estimate.summary,
             },
         }
+        if estimate is not None:
+            cost = estimate.summary
+        elif look.refused:
+            cost = "Nothing would run."
+        else:
+            cost = (
+                f"{look.needing_call:,} image(s) would get heuristic metadata: no paid call, "
+                "it costs nothing."
+            )
+        busy = f" ({look.busy:,} more are busy in another job)." if look.busy else "."
         lines = [
             f"Dry run: {report['in_scope']:,} image(s) in scope; {needing:,} need a paid call"
-            + (f" ({counts['busy']:,} more are busy in another job)." if counts["busy"] else "."),
-            estimate.summary,
+            + busy,
+            cost,
         ]
         if report["refused"]:
             lines.append(f"AI is refused now: {report['refused']}")
@@ -267,7 +269,7 @@ class Command(BaseCommand):
 
     # -- controlling a job ---------------------------------------------------------------
 
-    def control(self, action: str, job_id: int, *, wait: bool) -> jobs.Summary:
+    def control(self, action: str, job_id: int, *, wait: bool) -> progress.Summary:
         job = RegenerationJob.objects.filter(pk=job_id).first()
         if job is None:
             raise CommandError(f"No job #{job_id}.")
@@ -289,7 +291,7 @@ class Command(BaseCommand):
                 job, stream=self.stderr, show_bar=self.show_bar, poll_seconds=POLL_SECONDS
             )
         job.refresh_from_db()
-        return jobs.job_summary(job, failures_shown=None)
+        return progress.job_summary(job, failures_shown=None)
 
     # -- reporting -----------------------------------------------------------------------
 
@@ -298,7 +300,7 @@ class Command(BaseCommand):
             json.dumps(report, indent=2, ensure_ascii=False) if self.as_json else text
         )
 
-    def finish(self, summary: jobs.Summary, *, page_end: int | None = None) -> None:
+    def finish(self, summary: progress.Summary, *, page_end: int | None = None) -> None:
         report = summary_dict(summary)
         if page_end is not None:
             report["last_id"] = page_end

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from metadata import jobs, terminal, undo, undo_plan
+from metadata import progress, terminal, undo, undo_plan
 from metadata.models import RegenerationJob
 
 
@@ -65,7 +65,7 @@ class Command(BaseCommand):
         elif options["wait"]:
             terminal.follow(undo_job, stream=self.stderr, show_bar=show_bar)
         undo_job.refresh_from_db()
-        summary = jobs.job_summary(undo_job, failures_shown=None)
+        summary = progress.job_summary(undo_job, failures_shown=None)
         outcome = undo.result(undo_job, limit=None)
         report = {
             **terminal.summary_dict(summary),

@@ -1,4 +1,4 @@
-"""A job's page: its summary (jobs.job_summary), the progress poll, and the controls
+"""A job's page: its summary (progress.job_summary), the progress poll, and the controls
 (pause, resume, cancel, retry failed) through the admin, with the 403 rule."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 
 from billing.models import EntryKind, LedgerEntry
-from metadata import jobs
+from metadata import jobs, progress, runner
 from metadata.admin.common import STOP_POLLING
 from metadata.models import ItemState, JobItem, JobKind, JobState, RegenerationJob
 from tests import factories
@@ -94,13 +94,13 @@ def test_pause_then_resume_through_the_page_charges_each_image_once(
         response = runner_client.post(job_url("pause", job))
         assert response.status_code == 302
 
-    jobs.run_inline(job, on_item=after_item(1, pause))
+    runner.run_inline(job, on_item=after_item(1, pause))
 
     job.refresh_from_db()
     assert job.state == JobState.PAUSED and job.pause_reason == "Paused by runner."
     assert fake_openai_settings.request_count == 1  # no call started after the pause
-    progress = jobs.progress(job)
-    assert (progress.succeeded, progress.pending, progress.claimed) == (1, 3, 0)
+    counts = progress.progress(job)
+    assert (counts.succeeded, counts.pending, counts.claimed) == (1, 3, 0)
     # The images not yet worked keep their attempts: a pause is nobody's fault.
     assert set(job.items.filter(state=ItemState.PENDING).values_list("attempts", flat=True)) == {0}
 
@@ -109,7 +109,7 @@ def test_pause_then_resume_through_the_page_charges_each_image_once(
     assert response.status_code == 302
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED and job.pause_reason == ""
-    summary = jobs.job_summary(job)
+    summary = progress.job_summary(job)
     assert summary.progress.succeeded == 4
     assert fake_openai_settings.request_count == 4
     captures = LedgerEntry.objects.filter(job_id=job.pk, kind=EntryKind.CAPTURE)
@@ -125,13 +125,13 @@ def test_cancel_mid_run_leaves_the_rest_untouched(fake_openai_settings, runner_c
         response = runner_client.post(job_url("cancel", job), {"confirm": "yes"})
         assert response.status_code == 302
 
-    jobs.run_inline(job, on_item=after_item(2, cancel))
+    runner.run_inline(job, on_item=after_item(2, cancel))
 
     job.refresh_from_db()
     assert job.state == JobState.CANCELLED and job.finished_at is not None
     assert fake_openai_settings.request_count == 2
-    progress = jobs.progress(job)
-    assert (progress.succeeded, progress.cancelled, progress.remaining) == (2, 2, 0)
+    counts = progress.progress(job)
+    assert (counts.succeeded, counts.cancelled, counts.remaining) == (2, 2, 0)
 
 
 def test_cancel_without_confirmation_asks_first_and_changes_nothing(runner_client):
@@ -251,7 +251,7 @@ def test_the_progress_poll_costs_the_same_queries_at_10_and_2000_items(
 def test_job_summary_takes_three_queries_whatever_the_size(size, django_assert_num_queries):
     job = job_with_some_of_everything(size)
     with django_assert_num_queries(3):
-        summary = jobs.job_summary(job)
+        summary = progress.job_summary(job)
     assert (summary.progress.total, summary.progress.done, summary.progress.failed) == (
         size,
         4,
@@ -315,7 +315,7 @@ def test_credits_spent_are_the_jobs_captures_net_of_refunds():
         )
         ledger.capture(hold_key=key, capture_key=ledger.capture_key(item_id=item_id))
     ledger.refund(capture_key=ledger.capture_key(item_id=items[0]), reason="a bad answer")
-    assert jobs.job_summary(job).credits_spent == 2
+    assert progress.job_summary(job).credits_spent == 2
 
 
 # -- who may do what -------------------------------------------------------------------

@@ -18,7 +18,7 @@ from django_q.models import Schedule
 
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
-from metadata import jobs, undo
+from metadata import jobs, runner, undo
 from metadata.apps import PRUNE_SCHEDULE
 from metadata.models import (
     ItemState,
@@ -76,7 +76,7 @@ def generation_job(assets: list[MediaAsset], decorative=None, **values) -> Regen
 
 def run(job: RegenerationJob) -> RegenerationJob:
     """Work a queued undo job to the end here, as its cluster would."""
-    jobs._run(job_id=job.pk, to_the_end=True)
+    runner._run(job_id=job.pk, to_the_end=True)
     job.refresh_from_db()
     return job
 

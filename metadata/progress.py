@@ -1,0 +1,172 @@
+"""Reads of a job: counts per item state, the summary a page or the CLI shows, failures.
+
+A few queries whatever the number of items: the job page polls these every second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from metadata.models import (
+    FINAL_JOB_STATES,
+    WORKED_ITEM_STATES,
+    ItemState,
+    JobItem,
+    JobState,
+    RegenerationJob,
+)
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int
+    pending: int
+    claimed: int
+    succeeded: int
+    skipped: int
+    failed: int
+    cancelled: int
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.skipped + self.failed + self.cancelled
+
+    @property
+    def remaining(self) -> int:
+        return self.pending + self.claimed
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else (100 * self.done) // self.total
+
+    def counts(self) -> dict[str, int]:
+        """The figures the commands print with --json."""
+        return {
+            "total": self.total,
+            "succeeded": self.succeeded,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "remaining": self.remaining,
+        }
+
+
+def progress(job: RegenerationJob) -> Progress:
+    """Counts per item state in one aggregate query, whatever the number of items."""
+    counts = JobItem.objects.filter(job_id=job.pk).aggregate(
+        total=Count("id"),
+        **{state.value: Count("id", filter=Q(state=state)) for state in ItemState},
+    )
+    return Progress(**counts)
+
+
+# -- reading a job for a person ----------------------------------------------------------
+
+# Images per minute count the items finished in this window (or since the runner last
+# started, if later), so a pause or a slow first call does not drag the figure for ever.
+RATE_WINDOW = timedelta(minutes=2)
+# Below this much measured time the rate is noise (one fast item would say 600 a minute).
+RATE_MIN_SECONDS = 5.0
+FAILURES_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class Failure:
+    item_id: int
+    asset_id: int
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a job's page and the CLI show: counts, money, speed and what failed."""
+
+    job: RegenerationJob
+    progress: Progress
+    credits_spent: int  # bundled credits captured for this job, net of refunds
+    requests_used: int  # BYOK requests counted against the monthly cap
+    images_per_minute: float | None  # None: not measurable (not started, paused)
+    seconds_left: float | None  # None: unknown (no rate yet, or nothing to do)
+    failures: list[Failure]  # the first few by item id; progress.failed counts them all
+
+    @property
+    def final(self) -> bool:
+        return self.job.state in FINAL_JOB_STATES
+
+    @property
+    def failures_not_shown(self) -> int:
+        return self.progress.failed - len(self.failures)
+
+
+def failures(job: RegenerationJob, *, limit: int | None = FAILURES_SHOWN) -> list[Failure]:
+    """The job's failed items with their reasons, in item order (one query)."""
+    rows = (
+        JobItem.objects.filter(job_id=job.pk, state=ItemState.FAILED)
+        .order_by("id")
+        .values_list("id", "asset_id", "asset__original_name", "error")
+    )
+    if limit is not None:
+        rows = rows[:limit]
+    return [
+        Failure(item_id=item_id, asset_id=asset_id, name=name, reason=error)
+        for item_id, asset_id, name, error in rows
+    ]
+
+
+def job_summary(
+    job: RegenerationJob, *, now: datetime | None = None, failures_shown: int = FAILURES_SHOWN
+) -> Summary:
+    """The job as read by the caller, with its items and ledger summed up.
+
+    Three queries at most (item counts, ledger sums, the first failures), whether the job
+    has ten items or a hundred thousand: the page polls this every second.
+    """
+    from billing.models import EntryKind, LedgerEntry, Unit
+
+    now = now or timezone.now()
+    window_start = now - RATE_WINDOW
+    if job.started_at is not None and job.started_at > window_start:
+        window_start = job.started_at
+    counts = JobItem.objects.filter(job_id=job.pk).aggregate(
+        total=Count("id"),
+        recent=Count("id", filter=Q(state__in=WORKED_ITEM_STATES, updated_at__gte=window_start)),
+        **{state.value: Count("id", filter=Q(state=state)) for state in ItemState},
+    )
+    recent = counts.pop("recent")
+    counted = Progress(**counts)
+    # Captures are negative entries and refunds positive ones, both carrying the job id.
+    spent = LedgerEntry.objects.filter(
+        job_id=job.pk, kind__in=[EntryKind.CAPTURE, EntryKind.REFUND]
+    ).aggregate(
+        credits=Sum("amount", filter=Q(unit=Unit.CREDIT)),
+        requests=Sum("amount", filter=Q(unit=Unit.REQUEST)),
+    )
+
+    rate: float | None = None
+    if job.state == JobState.RUNNING:
+        measured = (now - window_start).total_seconds()
+        if measured >= RATE_MIN_SECONDS:
+            rate = recent * 60 / measured
+    elif job.state in FINAL_JOB_STATES and job.started_at and job.finished_at:
+        # The last run's average (started_at is reset by each resume).
+        measured = (job.finished_at - job.started_at).total_seconds()
+        worked = counted.succeeded + counted.skipped + counted.failed
+        if measured >= RATE_MIN_SECONDS:
+            rate = worked * 60 / measured
+    seconds_left: float | None = None
+    if job.state in {JobState.QUEUED, JobState.RUNNING} and rate:
+        seconds_left = counted.remaining * 60 / rate
+    return Summary(
+        job=job,
+        progress=counted,
+        credits_spent=-(spent["credits"] or 0),
+        requests_used=-(spent["requests"] or 0),
+        images_per_minute=rate,
+        seconds_left=seconds_left,
+        failures=failures(job, limit=failures_shown) if counted.failed else [],
+    )
