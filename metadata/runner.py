@@ -8,6 +8,7 @@ Every write of a job or item row goes through jobs.py; this module decides the o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -29,7 +30,7 @@ from billing.models import Account
 from mediaopt.library import images
 from mediaopt.library.fields import FIELDS, Source
 from mediaopt.library.models import MediaAsset
-from metadata import generation, jobs, progress, ratelimit
+from metadata import checking, generation, jobs, progress, ratelimit
 from metadata.jobs import ClaimedItem, IllegalTransition
 from metadata.models import (
     WORKED_ITEM_STATES,
@@ -40,7 +41,7 @@ from metadata.models import (
     RegenerationJob,
     Settings,
 )
-from metadata.providers.base import DescribeRequest, ErrorKind, ProviderError
+from metadata.providers.base import DescribeRequest, DescribeResult, ErrorKind, ProviderError
 from metadata.providers.retry import backoff_delay
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,17 @@ class _Ready:
     asset: MediaAsset
     request: DescribeRequest
     tokens: int
+    # Set on the second try: the first answer, written if the second call fails.
+    first: DescribeResult | None = None
+
+
+@dataclass(frozen=True)
+class _AskAgain:
+    """A first answer whose values have error findings: one more call, under the same hold
+    (an image costs at most one credit), with the findings as corrections."""
+
+    ready: _Ready
+    hold_key: str
 
 
 def _prepare(run: _Run, item: ClaimedItem) -> _Ready | bool:
@@ -184,12 +196,17 @@ def _reserve(run: _Run, ready: _Ready) -> str | bool:
     return True
 
 
-def _conclude(run: _Run, ready: _Ready, hold_key: str, call: generation.AICall) -> bool:
+def _conclude(run: _Run, ready: _Ready, hold_key: str, call: generation.AICall) -> bool | _AskAgain:
     """Runner thread, after the call: the limiter learns from the answer, then the result
-    is written under the lease, or the error decides: retry later, fail, fall back or
-    pause. Returns False when the job must stop (paused for a person to act)."""
+    is written under the lease, or asked for once more when the checks find an error, or
+    the error decides: retry later, fail, fall back or pause. Returns False when the job
+    must stop (paused for a person to act)."""
     generation.report_ai_call(limiter=run.limiter, call=call)
     item = ready.item
+    if call.error is not None and ready.first is not None:
+        # The second try failed: the first answer was paid for and is kept (as a proposal,
+        # since it had errors), never lost.
+        call = generation.AICall(result=ready.first)
     if call.error is not None:
         ledger.release(hold_key=hold_key)
         verdict = _after_provider_error(run, item, call.error)
@@ -201,15 +218,27 @@ def _conclude(run: _Run, ready: _Ready, hold_key: str, call: generation.AICall) 
         _finish_with_heuristic(run, item, ready.asset)
         return True
     assert call.result is not None
+    if ready.first is None:
+        checked = checking.check(result=call.result, language=run.options.language)
+        if checking.needs_asking_again(checked, fields=run.options.fields):
+            again = dataclasses.replace(ready.request, feedback=checking.feedback(checked))
+            return _AskAgain(
+                ready=dataclasses.replace(ready, request=again, first=call.result),
+                hold_key=hold_key,
+            )
+    _write(run, ready, hold_key, call.result)
+    return True
+
+
+def _write(run: _Run, ready: _Ready, hold_key: str, result: DescribeResult) -> None:
     jobs.finish_item(
-        item_id=item.id,
-        lease_token=item.lease_token,
-        result=call.result,
+        item_id=ready.item.id,
+        lease_token=ready.item.lease_token,
+        result=result,
         source=Source.AI,
         options=run.options,
         hold_key=hold_key,
     )
-    return True
 
 
 def _finish_with_heuristic(run: _Run, item: ClaimedItem, asset: MediaAsset) -> None:
@@ -406,6 +435,7 @@ class _Flight:
         self.width = width
         self.on_item = on_item
         self.calls: dict[Future[generation.AICall], tuple[_Ready, str]] = {}
+        self.again: list[_AskAgain] = []  # second tries waiting for the limiter
         self.worked = 0
         self.stopped = False  # an item said the job must stop: start no new call
         self._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="provider-call")
@@ -438,10 +468,23 @@ class _Flight:
         done, _ = wait(self.calls, timeout=timeout, return_when=FIRST_COMPLETED)
         for future in done:
             ready, hold_key = self.calls.pop(future)
-            self.item_done(_conclude(self.run, ready, hold_key, future.result()))
+            concluded = _conclude(self.run, ready, hold_key, future.result())
+            if isinstance(concluded, _AskAgain):
+                self.again.append(concluded)
+            else:
+                self.item_done(concluded)
+
+    def settle_second_tries(self) -> None:
+        """Second tries that will not be sent (the runner stops): write the first answers."""
+        while self.again:
+            waiting = self.again.pop()
+            assert waiting.ready.first is not None
+            _write(self.run, waiting.ready, waiting.hold_key, waiting.ready.first)
+            self.item_done(True)
 
     def lease_tokens(self) -> list[uuid.UUID]:
-        return [ready.item.lease_token for ready, _ in self.calls.values()]
+        held = [ready.item.lease_token for ready, _ in self.calls.values()]
+        return held + [waiting.ready.item.lease_token for waiting in self.again]
 
     def drain(self, *, beat: Callable[[], object]) -> None:
         """Calls already made are recorded and charged, whatever happened to the job; the
@@ -450,6 +493,7 @@ class _Flight:
             while self.calls:
                 self.collect(timeout=HEARTBEAT_INTERVAL)
                 beat()
+            self.settle_second_tries()
         finally:
             self._pool.shutdown(wait=True)
 
@@ -545,6 +589,18 @@ def _work(
                 return True
             if flight.full:
                 flight.collect(timeout=HEARTBEAT_INTERVAL)
+                continue
+            if flight.again:
+                # A second try goes before new images: its image is open and its credit held.
+                waiting = flight.again.pop(0)
+                admitted = _admit(flight, waiting.ready, still_running=still_running)
+                if admitted is True:
+                    flight.send(waiting.ready, waiting.hold_key)
+                else:
+                    flight.again.insert(0, waiting)
+                    if not admitted:
+                        return not flight.stopped and over_time()
+                    flight.settle_second_tries()  # the limiter failed: keep the first answers
                 continue
             room = flight.width - len(flight.calls)
             batch = jobs.claim(

@@ -86,7 +86,31 @@ def test_an_error_waits_for_review_and_the_image_keeps_its_values(fake_openai_se
     assert code in {finding["code"] for finding in proposal.findings}
     assert proposal.changes["alt_text"]["value"] == bad["alt_text"]
     assert item.state == ItemState.SUCCEEDED and "review" in item.error
-    # The call succeeded: its one credit is spent, once.
+    # Asked once more with the findings as corrections, then kept for review; the image
+    # costs its one credit, once.
+    first, second = fake_openai_settings.requests
+    assert "Your earlier answer" not in first.messages[1]["content"][0]["text"]
+    assert "Your earlier answer" in second.messages[1]["content"][0]["text"]
+    assert captured(item.job) == 1
+
+
+def test_a_second_answer_without_errors_is_written(fake_openai_settings):
+    asset = imported()
+    fake_openai_settings.script([answer(asset, alt_text="I'm sorry, I can't describe this.")])
+    item = run_single(asset)
+    asset.refresh_from_db()
+    assert fake_openai_settings.request_count == 2
+    assert asset.alt_text == "A green scene with a green band at the top"
+    assert not Proposal.objects.exists() and captured(item.job) == 1
+
+
+def test_when_the_second_try_fails_the_first_answer_is_kept_for_review(fake_openai_settings):
+    asset = imported()
+    fake_openai_settings.script([answer(asset, alt_text="IMG_1234.jpg"), 500])
+    item = run_single(asset)
+    asset.refresh_from_db()
+    assert asset.alt_text == ""
+    assert Proposal.objects.get(asset=asset).changes["alt_text"]["value"] == "IMG_1234.jpg"
     assert captured(item.job) == 1
 
 
@@ -145,7 +169,7 @@ def test_english_when_german_was_asked_waits_for_review(fake_openai_settings):
     proposal = Proposal.objects.get(asset=asset)
     assert "text.language" in {finding["code"] for finding in proposal.findings}
     assert proposal.language == "de"
-    [request] = fake_openai_settings.requests
+    request = fake_openai_settings.requests[0]
     assert "Write every text in German (de)." in request.messages[1]["content"][0]["text"]
 
 
