@@ -22,7 +22,8 @@ from typing import Literal
 from urllib.parse import urlencode
 
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Window
+from django.db.models.functions import Mod, RowNumber
 
 from billing import gate, ledger
 from billing.models import Account
@@ -30,6 +31,7 @@ from mediaopt.library.fields import FIELDS, Source
 from mediaopt.library.models import MediaAsset
 from metadata import jobs, library_filters
 from metadata.models import (
+    FINAL_JOB_STATES,
     JobItem,
     JobKind,
     JobQueue,
@@ -48,7 +50,8 @@ PARTIAL = "partial"
 DONT_START = "dont_start"
 Shortfall = Literal["partial", "dont_start"]
 
-TRY_FIRST = 10
+# "Try on 20 first": that many images, spread over the selection, in review mode.
+TRY_FIRST = 20
 
 
 class ScopeError(Exception):
@@ -75,6 +78,19 @@ class BulkOptions:
             strategy=row.default_strategy,
             language=row.language,
             review=row.review_by_default,
+        )
+
+    @classmethod
+    def from_dict(cls, stored: Mapping) -> BulkOptions:
+        """What as_dict stored (a job's options), read back."""
+        return cls(
+            fields=tuple(name for name in FIELDS if name in stored.get("fields", FIELDS)),
+            strategy=stored.get("strategy", Strategy.FILL_EMPTY),
+            per_field=stored.get("per_field") or {},
+            force=bool(stored.get("force")),
+            language=stored.get("language", ""),
+            focus_keywords=stored.get("focus_keywords", ""),
+            review=bool(stored.get("review")),
         )
 
     def as_dict(self) -> dict:
@@ -165,6 +181,13 @@ def draft_bulk(
 def describe_scope(job: RegenerationJob) -> str:
     """The draft's scope in words, as the confirmation page says it."""
     scope = job.scope or {}
+    if scope.get("after_trial") is not None:
+        rest = {k: v for k, v in scope.items() if k != "after_trial"}
+        return f"{_describe(rest)}, without the images tried in job #{scope['after_trial']}"
+    return _describe(scope)
+
+
+def _describe(scope: dict) -> str:
     if "ids" in scope:
         return "the selected images"
     if "filter" in scope:
@@ -176,8 +199,17 @@ def describe_scope(job: RegenerationJob) -> str:
 
 
 def scope_queryset(job: RegenerationJob) -> QuerySet[MediaAsset]:
-    """The images of the draft's scope, as they are now."""
+    """The images of the draft's scope, as they are now (without those a trial worked,
+    for "run the remaining")."""
     scope = job.scope or {}
+    trial = scope.get("after_trial")
+    chosen = _selection(job, scope)
+    if trial is not None:
+        chosen = chosen.exclude(pk__in=JobItem.objects.filter(job_id=trial).values("asset_id"))
+    return chosen
+
+
+def _selection(job: RegenerationJob, scope: dict) -> QuerySet[MediaAsset]:
     if "ids" in scope:
         return MediaAsset.objects.filter(pk__in=scope["ids"])
     if "filter" in scope:
@@ -288,7 +320,8 @@ def confirm(
       decides, so two confirmations racing for an image give it to one job).
     - Newest uploads first: when credits run out, the runner pauses by itself after
       what they allowed (``on_shortfall="partial"``); ``"dont_start"`` cancels instead.
-    - ``try_first``: the runner pauses for review after that many images.
+    - ``try_first``: a trial: only that many images, spread over the selection (not the
+      first by id), in review mode; ``run_remaining`` then drafts the rest.
     - A job that is no longer a draft was confirmed before: nothing changes, and the
       answer names it (``already_confirmed``).
 
@@ -316,10 +349,11 @@ def confirm(
                 message=f"Not started, as you chose: {look.estimate.summary}",
             )
         stored = options.as_dict()
-        if try_first and look.needing_call > try_first:
-            stored["pause_after"] = int(try_first)
-        jobs.set_options(job=current, options=stored, created_by=actor)
         wanted = scope_queryset(current).filter(needs_call(options)).order_by("-created_at", "-pk")
+        if try_first and look.needing_call > try_first:
+            stored.update(review=True, trial=int(try_first))
+            wanted = spread(wanted, count=try_first, out_of=look.needing_call)
+        jobs.set_options(job=current, options=stored, created_by=actor)
         added = jobs.add_items(job=current, assets=wanted)
         nothing = look.images - look.busy - look.needing_call
         if not added:
@@ -340,6 +374,62 @@ def confirm(
         busy_count=look.busy + max(look.needing_call - added, 0),
         nothing_to_do=nothing,
     )
+
+
+def spread(assets: QuerySet[MediaAsset], *, count: int, out_of: int) -> QuerySet[MediaAsset]:
+    """``count`` of ``assets`` spread evenly over them (every k-th in id order), so a trial
+    sees the library's variety rather than its newest uploads."""
+    step = max(out_of // count, 1)
+    numbered = assets.annotate(position=Window(RowNumber(), order_by=F("pk").asc()))
+    chosen = numbered.annotate(offset=Mod(F("position") - 1, step)).filter(offset=0)
+    return MediaAsset.objects.filter(pk__in=chosen.values("pk")[:count]).order_by("pk")
+
+
+def run_remaining(*, trial: RegenerationJob, actor) -> RegenerationJob:
+    """A draft over the trial's scope without the images the trial worked, for the
+    confirmation page (same options preselected, and the estimate for the rest)."""
+    if not (trial.options or {}).get("trial"):
+        raise ScopeError(f"Job #{trial.pk} was not a trial.")
+    scope = {**{k: v for k, v in (trial.scope or {}).items() if k != "after_trial"}}
+    scope["after_trial"] = trial.pk
+    return jobs.create_draft(
+        kind=JobKind.BULK,
+        scope=scope,
+        created_by=actor,
+        options={k: v for k, v in (trial.options or {}).items() if k not in {"trial", "review"}},
+    )
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A "try first" job as its review screen shows it: how it went, what is left."""
+
+    job: RegenerationJob
+    finished: bool
+    remaining: int  # images of the selection the trial did not work that need a call
+
+
+def trial_of(job_id: int | None) -> Trial | None:
+    """The trial with this id, if it is one (two queries)."""
+    if job_id is None:
+        return None
+    job = RegenerationJob.objects.filter(pk=job_id, kind=JobKind.BULK).first()
+    if job is None or not (job.options or {}).get("trial"):
+        return None
+    options = BulkOptions.from_dict(job.options)
+    rest = (
+        _selection(job, job.scope or {})
+        .exclude(pk__in=JobItem.objects.filter(job_id=job.pk).values("asset_id"))
+        .filter(needs_call(options))
+        .count()
+    )
+    return Trial(job=job, finished=job.state in FINAL_JOB_STATES, remaining=rest)
+
+
+def try_again(*, trial: RegenerationJob, actor) -> RegenerationJob:
+    """A new draft over the same selection as the trial, to change the settings."""
+    scope = {k: v for k, v in (trial.scope or {}).items() if k != "after_trial"}
+    return jobs.create_draft(kind=JobKind.BULK, scope=scope, created_by=actor)
 
 
 def _nothing_message(look: BulkPreview) -> str:

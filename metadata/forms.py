@@ -76,17 +76,25 @@ class BulkOptionsForm(forms.Form):
         initial=bulk.PARTIAL,
     )
 
-    def __init__(self, *args, row: Settings, **kwargs) -> None:
+    def __init__(self, *args, row: Settings, stored: dict | None = None, **kwargs) -> None:
         defaults = bulk.BulkOptions.defaults(row)
+        # A draft may carry options already (the rest of a trial): those are preselected.
+        stored = stored or {}
         kwargs.setdefault(
             "initial",
             {
-                "metadata_fields": list(defaults.fields),
-                "strategy": defaults.strategy,
-                "language": defaults.language,
-                "review": defaults.review,
-                "force": False,
+                "metadata_fields": stored.get("fields", list(defaults.fields)),
+                "strategy": stored.get("strategy", defaults.strategy),
+                "language": stored.get("language", defaults.language),
+                "focus_keywords": stored.get("focus_keywords", ""),
+                "review": stored.get("review", defaults.review),
+                "force": stored.get("force", False),
                 "on_shortfall": bulk.PARTIAL,
+                **{
+                    f"per_{name}": value
+                    for name, value in (stored.get("per_field") or {}).items()
+                    if value
+                },
             },
         )
         super().__init__(*args, **kwargs)

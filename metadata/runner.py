@@ -33,7 +33,6 @@ from mediaopt.library.models import MediaAsset
 from metadata import checking, generation, jobs, progress, ratelimit
 from metadata.jobs import ClaimedItem, IllegalTransition
 from metadata.models import (
-    WORKED_ITEM_STATES,
     ItemState,
     JobItem,
     JobKind,
@@ -405,23 +404,6 @@ def _run_as(
     return handed_over
 
 
-def _paused_for_review(job: RegenerationJob) -> bool:
-    """Pause for review once ``options["pause_after"]`` images are done ("Try on 10 first").
-
-    The option is dropped as the job pauses, so Resume runs the rest without stopping.
-    """
-    limit = (job.options or {}).get("pause_after")
-    if not limit:
-        return False
-    done = JobItem.objects.filter(job_id=job.pk, state__in=WORKED_ITEM_STATES).count()
-    if done < limit:
-        return False
-    # Paused or cancelled meanwhile: stopping is right either way.
-    with contextlib.suppress(IllegalTransition):
-        jobs.pause_for_review(job=job, limit=limit)
-    return True
-
-
 class _Flight:
     """Calls in flight on worker threads, and the runner-thread work after each item.
 
@@ -452,12 +434,10 @@ class _Flight:
         self.calls[future] = (ready, hold_key)
 
     def item_done(self, keep_going: bool) -> None:
-        """After each item: the progress callback, "Try on 10 first", a stop."""
+        """After each item: the progress callback, and a stop when the item said so."""
         self.worked += 1
         if self.on_item is not None:
             self.on_item()
-        if keep_going and _paused_for_review(self.run.job):
-            keep_going = False
         if not keep_going:
             self.stopped = True
 
@@ -540,15 +520,14 @@ def _work(
     """The runner's loop; returns how many items it worked (for the log) and whether it
     handed over to a new task.
 
-    Claims as many items as there is room for calls in flight (MEDIAOPT_JOB_CONCURRENCY;
-    one for a "Try on 10 first" job, so it stops after exactly ten). Before each new call
+    Claims as many items as there is room for calls in flight (MEDIAOPT_JOB_CONCURRENCY).
+    Before each new call
     it re-reads the job, so pause and cancel stop new calls at once; calls in flight end
     and are written before the runner returns or hands over. It never blocks longer than
     a heartbeat: every beat renews the leases (and holds) of the items it holds.
     """
     job, job_id, lease = run.job, run.job.pk, jobs.lease_seconds()
-    width = 1 if (job.options or {}).get("pause_after") else concurrency()
-    flight = _Flight(run, width=width, on_item=on_item)
+    flight = _Flight(run, width=concurrency(), on_item=on_item)
     unsent: list[ClaimedItem] = []  # claimed by this runner, not yet in flight or done
 
     def over_time() -> bool:

@@ -108,6 +108,7 @@ class World:
     paused: RegenerationJob
     finished: RegenerationJob  # wrote a revision, and has a failed item to retry
     draft: RegenerationJob  # the acting user's bulk selection, not yet confirmed
+    trial: RegenerationJob  # a finished "try first" job
     account: Account
     settings: Settings
     entry: LedgerEntry
@@ -130,6 +131,9 @@ def build_world(user: User | None, media_root) -> World:
         kind=JobKind.BULK, state=JobState.PAUSED, account=account, created_by=user
     )
     draft = bulk.draft_bulk(actor=user, asset_ids=[asset.pk, spare.pk])
+    trial = revision_builders.finished_job(
+        created_by=user, scope={"ids": [asset.pk, spare.pk]}, options={"trial": 20, "review": True}
+    )
     hold = ledger.hold(
         account=account,
         amount=1,
@@ -152,6 +156,7 @@ def build_world(user: User | None, media_root) -> World:
         paused=paused,
         finished=finished,
         draft=draft,
+        trial=trial,
         account=account,
         settings=Settings.objects.current(),
         entry=LedgerEntry.objects.order_by("pk").first(),
@@ -205,6 +210,7 @@ PAGES: dict[str, frozenset[str] | str] = {
     "mediaopt_mediaasset_upload": frozenset({SUPERUSER, EDITOR, NO_CREDIT}),
     "mediaopt_mediaasset_regenerate_bulk": frozenset({SUPERUSER, NO_CREDIT}),
     "mediaopt_mediaasset_regenerate_all": POST_ONLY,
+    "mediaopt_mediaasset_after_trial": POST_ONLY,
     "mediaopt_mediaasset_regenerate": POST_ONLY,
     "mediaopt_mediaasset_metadata_history": STAFF,
     "mediaopt_mediaasset_metadata_compare": STAFF,
@@ -489,6 +495,13 @@ ACTIONS: dict[str, Action] = {
     ),
     "confirm bulk": Action(RUNNERS, _confirm("_confirm"), lambda w, b: changed(b, "jobs")),
     "try first": Action(RUNNERS, _confirm("_try_first"), lambda w, b: changed(b, "jobs")),
+    "run the remaining": Action(
+        RUNNERS,
+        lambda c, w: c.post(
+            reverse("admin:mediaopt_mediaasset_after_trial", args=[w.trial.pk]), {"next": "rest"}
+        ),
+        lambda w, b: changed(b, "jobs"),
+    ),
     "retry failed": Action(
         RUNNERS, _job_control("retry_failed", "finished"), lambda w, b: changed(b, "jobs")
     ),

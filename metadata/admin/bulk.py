@@ -16,7 +16,7 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
-from django.urls import URLPattern
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html
 
 from mediaopt.library.admin import admin_route, page_context
@@ -42,6 +42,7 @@ class BulkActionMixin:
 
     def bulk_urls(self) -> list[URLPattern]:
         return [
+            admin_route(self, "trial/<int:job_id>/next/", self.after_trial_view, "after_trial"),
             admin_route(
                 self, "regenerate-bulk/<int:job_id>/", self.regenerate_bulk_view, "regenerate_bulk"
             ),
@@ -77,6 +78,23 @@ class BulkActionMixin:
         )
         return HttpResponseRedirect(self.view_url("regenerate_bulk", job.pk))
 
+    def after_trial_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
+        """POST from the review screen after a trial: "run the remaining" (a draft of the
+        rest, same options) or "change the settings and try again" (a new draft of the
+        same selection); both lead to the confirmation page, with its estimate."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not may_run(request):
+            raise PermissionDenied
+        trial = RegenerationJob.objects.filter(pk=job_id, kind=JobKind.BULK).first()
+        if trial is None or not (trial.options or {}).get("trial"):
+            raise Http404("No such trial.")
+        if request.POST.get("next") == "rest":
+            draft = bulk.run_remaining(trial=trial, actor=request.user)
+        else:
+            draft = bulk.try_again(trial=trial, actor=request.user)
+        return HttpResponseRedirect(self.view_url("regenerate_bulk", draft.pk))
+
     def regenerate_bulk_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
         """GET: the confirmation page for a draft. POST "_preview": the same page with the
         chosen options; POST "_confirm" or "_try_first": bulk.confirm, then the changelist."""
@@ -94,7 +112,9 @@ class BulkActionMixin:
             )
             return HttpResponseRedirect(self.view_url("changelist"))
         row = Settings.objects.current()
-        form = BulkOptionsForm(request.POST if request.method == "POST" else None, row=row)
+        form = BulkOptionsForm(
+            request.POST if request.method == "POST" else None, row=row, stored=job.options
+        )
         wants_start = "_confirm" in request.POST or "_try_first" in request.POST
         try:
             if request.method == "POST" and wants_start and form.is_valid():
@@ -106,6 +126,9 @@ class BulkActionMixin:
                     try_first=bulk.TRY_FIRST if "_try_first" in request.POST else None,
                 )
                 self.message_user(request, *confirmation_message(result))
+                if result.started and result.job.options.get("trial"):
+                    # The trial's results wait on the review screen, with what comes next.
+                    return HttpResponseRedirect(review_url(result.job))
                 return HttpResponseRedirect(self.view_url("changelist"))
             options = form.options() if form.is_bound and form.is_valid() else None
             look = bulk.preview(job=job, options=options or bulk.BulkOptions.defaults(row))
@@ -142,10 +165,13 @@ def confirmation_message(result: bulk.Confirmation) -> tuple[str, int]:
         notes.append(f"{result.nothing_to_do:,} with nothing to fill")
     if notes:
         text = format_html("{} Left out: {}.", text, "; ".join(notes))
-    if result.job.options.get("pause_after"):
+    if result.job.options.get("trial"):
         text = format_html(
-            "{} It pauses after the first {} for you to review.",
+            "{} A trial: their results wait for your review below, then you can run the rest.",
             text,
-            result.job.options["pause_after"],
         )
     return text, messages.SUCCESS
+
+
+def review_url(job: RegenerationJob) -> str:
+    return f"{reverse('admin:metadata_proposal_changelist')}?job={job.pk}"

@@ -28,7 +28,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from mediaopt.library.admin import page_context
 from mediaopt.library.fields import FIELD_LABELS, FIELDS
-from metadata import proposals, review, single
+from metadata import bulk, proposals, review, single
 from metadata.admin.common import int_or_none, may_run
 from metadata.models import (
     Proposal,
@@ -133,6 +133,8 @@ class ProposalAdmin(admin.ModelAdmin):
             ),
             this_url=request.get_full_path(),
             on_later_page=after_id is not None,
+            trial=bulk.trial_of(filters.job_id),
+            can_run=may_run(request),
             **(extra_context or {}),
         )
         return TemplateResponse(request, self.review_template, context)

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
-from metadata import bulk, intake, jobs, progress, runner
+from metadata import bulk, intake, jobs, runner
 from metadata.models import (
     ItemState,
     JobItem,
@@ -243,23 +243,39 @@ def make_images(n: int) -> list[MediaAsset]:
     ]
 
 
-def test_try_first_pauses_after_ten_images_and_resume_runs_the_rest():
-    # No server key: the heuristic writes, so the images are worked without a provider.
-    job = draft(make_images(13))
-    options = bulk.BulkOptions.defaults()
-    result = bulk.confirm(job=job, options=options, actor=None, try_first=bulk.TRY_FIRST)
-    assert result.started and result.items == 13
-    runner._run(job_id=job.pk, to_the_end=True)
+def test_try_first_works_twenty_spread_over_the_selection_in_review_mode():
+    assets = factories.bare_assets(200)
+    job = draft(assets)
+    result = bulk.confirm(
+        job=job, options=bulk.BulkOptions.defaults(), actor=None, try_first=bulk.TRY_FIRST
+    )
     job.refresh_from_db()
-    done = progress.progress(job).done
-    assert job.state == JobState.PAUSED and done == 10
-    assert job.pause_reason == "Paused after the first 10 images for review."
-    assert "pause_after" not in job.options
+    chosen = sorted(JobItem.objects.filter(job=job).values_list("asset_id", flat=True))
+    assert result.started and result.items == 20 == len(chosen)
+    assert job.options["review"] is True and job.options["trial"] == 20
+    # Spread: every tenth image of the 200, not the first or newest twenty.
+    assert chosen[-1] - chosen[0] >= 180
 
-    jobs.resume(job)
-    runner._run(job_id=job.pk, to_the_end=True)
-    job.refresh_from_db()
-    assert job.state == JobState.COMPLETED and progress.progress(job).done == 13
+
+def test_run_the_remaining_after_a_trial_skips_none_and_repeats_none():
+    # No server key: the heuristic works the images, so nothing needs a provider.
+    images = make_images(26)
+    trial = draft(images)
+    bulk.confirm(job=trial, options=bulk.BulkOptions.defaults(), actor=None, try_first=20)
+    runner._run(job_id=trial.pk, to_the_end=True)
+    trial.refresh_from_db()
+    assert trial.state == JobState.COMPLETED
+    look = bulk.trial_of(trial.pk)
+    assert look.finished and look.remaining == 6
+
+    rest = bulk.run_remaining(trial=trial, actor=None)
+    assert bulk.preview(job=rest, options=bulk.BulkOptions.defaults()).needing_call == 6
+    assert "without the images tried in job" in bulk.describe_scope(rest)
+    bulk.confirm(job=rest, options=bulk.BulkOptions.defaults(), actor=None)
+    tried = set(JobItem.objects.filter(job=trial).values_list("asset_id", flat=True))
+    remaining = set(JobItem.objects.filter(job=rest).values_list("asset_id", flat=True))
+    assert not tried & remaining
+    assert tried | remaining == {a.pk for a in images}
 
 
 # -- cost does not grow with the selection -----------------------------------------------

@@ -108,18 +108,6 @@ def test_a_pause_starts_no_new_call_and_records_the_calls_in_flight(
     assert set(job.items.filter(state=ItemState.PENDING).values_list("attempts", flat=True)) == {0}
 
 
-def test_try_on_ten_first_stops_after_exactly_ten_even_with_concurrency(
-    fake_openai_settings, four_at_once
-):
-    assets = make_assets(14)
-    job = new_job(assets, options={"pause_after": 10})
-    runner.run_inline(job)
-    job.refresh_from_db()
-    assert job.state == JobState.PAUSED
-    assert progress.progress(job).succeeded == 10
-    assert fake_openai_settings.request_count == 10
-
-
 # -- whole jobs in sync mode against the fake server -------------------------------------
 
 

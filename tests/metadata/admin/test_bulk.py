@@ -120,14 +120,34 @@ def test_confirm_double_clicked_gives_one_job(admin_client):
     assert any("already confirmed" in m for m in messages_of(second))
 
 
-def test_try_first_stores_the_pause(admin_client):
+def test_try_first_starts_a_trial_and_shows_its_review_screen(admin_client):
     job = bulk.draft_bulk(
         actor=User.objects.get(username="admin"),
-        asset_ids=[a.pk for a in factories.bare_assets(12)],
+        asset_ids=[a.pk for a in factories.bare_assets(30)],
     )
-    admin_client.post(confirm_url(job), options_data(_try_first="Try on 10 first"))
+    response = admin_client.post(confirm_url(job), options_data(_try_first="Try on 20 first"))
     job.refresh_from_db()
-    assert job.state == JobState.QUEUED and job.options["pause_after"] == 10
+    assert job.state == JobState.QUEUED and job.options["trial"] == 20
+    assert response["Location"].endswith(f"?job={job.pk}")
+
+
+def test_after_a_trial_the_rest_is_a_draft_with_the_same_options(admin_client):
+    admin = User.objects.get(username="admin")
+    trial = bulk.draft_bulk(actor=admin, asset_ids=[a.pk for a in factories.bare_assets(30)])
+    bulk.confirm(
+        job=trial,
+        options=bulk.BulkOptions(fields=("alt_text",), language="de"),
+        actor=admin,
+        try_first=20,
+    )
+    url = reverse("admin:mediaopt_mediaasset_after_trial", args=[trial.pk])
+    response = admin_client.post(url, {"next": "rest"})
+    rest = RegenerationJob.objects.exclude(pk=trial.pk).get(state=JobState.DRAFT)
+    assert response["Location"] == confirm_url(rest)
+    assert rest.scope["after_trial"] == trial.pk and rest.options["language"] == "de"
+    page = admin_client.get(confirm_url(rest))
+    assert page.context["preview"].images == 10
+    assert page.context["form"]["language"].value() == "de"
 
 
 def test_update_the_estimate_redraws_with_the_chosen_options(admin_client):
