@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -164,3 +165,16 @@ def reject(*, proposal: Proposal, actor, note: str = "") -> None:
     if not rejected:
         raise NotPending(f"Proposal {proposal.pk} is no longer waiting for review.")
     proposal.refresh_from_db()
+
+
+def expire(*, days: int, now=None) -> int:
+    """Mark proposals waiting longer than ``days`` (the revision retention) superseded:
+    an answer that old was made for an image that has likely moved on. How many."""
+    if days < 1:
+        raise ValueError("Proposals wait at least one day.")
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    return (
+        Proposal.objects.pending()
+        .filter(created_at__lt=cutoff)
+        .update(state=ProposalState.SUPERSEDED, decided_at=timezone.now())
+    )

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
-from django.utils import timezone
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString
 
 from mediaopt.library.fields import DECORATIVE, EDITABLE_FIELDS, FIELD_LABELS, FIELDS
 from metadata import history, proposals
-from metadata.models import Proposal, ProposalReason, ProposalState, Settings
+from metadata.models import Proposal, ProposalReason, Settings
 from metadata.providers.prompt import IMAGE_TYPES
 
 PAGE_SIZE = 20
@@ -290,19 +288,6 @@ def approve_clean(*, actor, job_id: int | None = None, dry_run: bool = False) ->
     with_findings = capped_count(waiting(Filters(job_id=job_id)).exclude(findings=[]))
     return Decisions(
         approved=approved, outdated=outdated, with_findings=with_findings, ids=tuple(done)
-    )
-
-
-def expire(*, days: int, now=None) -> int:
-    """Mark proposals waiting longer than ``days`` (the revision retention) superseded:
-    an answer that old was made for an image that has likely moved on. How many."""
-    if days < 1:
-        raise ValueError("Proposals wait at least one day.")
-    cutoff = (now or timezone.now()) - timedelta(days=days)
-    return (
-        Proposal.objects.pending()
-        .filter(created_at__lt=cutoff)
-        .update(state=ProposalState.SUPERSEDED, decided_at=timezone.now())
     )
 
 

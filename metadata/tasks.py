@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import uuid
 
-from metadata import jobs, relint, revisions, runner
+from metadata import jobs, proposals, relint, revisions, runner
+from metadata.models import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,8 @@ def recover() -> None:
 
 def prune_revisions() -> int:
     removed = revisions.prune()
-    logger.info("prune_revisions: %s revision(s) removed", removed)
+    expired = proposals.expire(days=Settings.objects.current().revisions_keep_days)
+    logger.info("prune_revisions: %s revision(s) removed, %s proposal(s) expired", removed, expired)
     return removed
 
 

@@ -234,3 +234,27 @@ def test_a_control_the_state_refuses_is_an_error():
 def test_bad_arguments_are_refused(args):
     with pytest.raises(CommandError):
         run(*args)
+
+
+def test_review_language_and_focus_keywords_reach_the_job(fake_openai_settings):
+    from metadata.models import Proposal
+
+    assets = make_assets(2)
+    status, report = run_json(
+        "--all", "--inline", "--review", "--language", "pt_br", "--focus-keywords", "Lisboa"
+    )
+    assert status == 0
+    job = the_job()
+    assert job.options["review"] is True and job.options["language"] == "pt-BR"
+    assert job.options["focus_keywords"] == "Lisboa"
+    # Review mode: the results wait, the images keep their values.
+    assert Proposal.objects.filter(job=job).count() == 2
+    assert not MediaAsset.objects.filter(pk__in=[a.pk for a in assets]).exclude(alt_text="")
+    text = fake_openai_settings.requests[0].messages[1]["content"][0]["text"]
+    assert "Portuguese (Brazil)" in text and '"Lisboa"' in text
+
+
+def test_a_bad_language_tag_is_refused_before_anything_starts():
+    with pytest.raises(CommandError, match="not a language tag"):
+        call_command("regenerate_metadata", "--all", "--language", "german!!")
+    assert not RegenerationJob.objects.exists()

@@ -179,12 +179,12 @@ def test_expire_supersedes_only_proposals_older_than_the_retention():
     stale = propose(old, alt_text="Old")
     fresh = propose(young, alt_text="Young")
     Proposal.objects.filter(pk=stale.pk).update(created_at=timezone.now() - timedelta(days=31))
-    assert review.expire(days=30) == 1
+    assert proposals.expire(days=30) == 1
     stale.refresh_from_db()
     fresh.refresh_from_db()
     assert stale.state == ProposalState.SUPERSEDED and fresh.state == ProposalState.PENDING
     with pytest.raises(ValueError):
-        review.expire(days=0)
+        proposals.expire(days=0)
 
 
 def test_counts_stop_at_the_cap():

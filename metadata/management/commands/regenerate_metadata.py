@@ -13,6 +13,7 @@ it is paused or cancelled.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import replace
@@ -24,7 +25,7 @@ from django.db.models import Max, QuerySet
 
 from mediaopt.library.fields import FIELDS
 from mediaopt.library.models import MediaAsset
-from metadata import bulk, jobs, progress, terminal
+from metadata import bulk, jobs, language, progress, terminal
 from metadata.models import (
     JobKind,
     JobQueue,
@@ -100,6 +101,17 @@ class Command(BaseCommand):
             "--force", action="store_true", help="Also replace fields edited by hand."
         )
         parser.add_argument(
+            "--language",
+            type=_language,
+            help="A language tag for the text, e.g. de or pt-BR (default: the settings').",
+        )
+        parser.add_argument("--focus-keywords", help="Words the text should use where they fit.")
+        parser.add_argument(
+            "--review",
+            action="store_true",
+            help="Keep each result for review instead of writing it (review_metadata).",
+        )
+        parser.add_argument(
             "--limit", type=int, help="At most this many images (the lowest ids first)."
         )
         parser.add_argument(
@@ -169,7 +181,12 @@ class Command(BaseCommand):
             chosen = replace(chosen, strategy=options["strategy"])
         if chosen.strategy not in {Strategy.FILL_EMPTY, Strategy.OVERWRITE}:
             chosen = replace(chosen, strategy=Strategy.FILL_EMPTY)  # per-field: not here
-        return replace(chosen, force=options["force"])
+        chosen = replace(chosen, force=options["force"])
+        if options["language"]:
+            chosen = replace(chosen, language=options["language"])
+        if options["focus_keywords"]:
+            chosen = replace(chosen, focus_keywords=options["focus_keywords"].strip())
+        return replace(chosen, review=options["review"] or chosen.review)
 
     def page(self, options: dict[str, Any], chosen: bulk.BulkOptions) -> dict[str, Any]:
         """The images to work: in scope, after ``--after-id``, with something to write
@@ -322,3 +339,10 @@ class Command(BaseCommand):
         status = exit_status(summary)
         if status:
             sys.exit(status)
+
+
+def _language(value: str) -> str:
+    try:
+        return language.normalize_tag(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
