@@ -2,13 +2,14 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import path, re_path
 from django.views.generic import RedirectView
 from django_q import admin as q_admin
 from django_q import models as q_models
 
 from mediaopt import views
-from metadata import dashboard
+from metadata import dashboard, status
 from metadata.admin.common import may_run
 
 admin.site.site_header = "mediaopt"
@@ -32,6 +33,15 @@ def dashboard_index(
 
 
 admin.site.index = dashboard_index
+
+
+def ai_status_line(request: HttpRequest) -> HttpResponse:
+    """The status as one line, fetched by the library list after it has rendered."""
+    return TemplateResponse(
+        request,
+        "admin/metadata/ai_status.html",
+        {"ai_status": status.ai_status(user=request.user), "compact": True},
+    )
 
 
 class SuperuserOnly:
@@ -66,5 +76,6 @@ for _model, _admin in (
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     re_path(r"^media/(?P<path>.+)$", views.serve_media, name="media"),
+    path("admin/ai-status/", admin.site.admin_view(ai_status_line), name="mediaopt_ai_status"),
     path("admin/", admin.site.urls),
 ]

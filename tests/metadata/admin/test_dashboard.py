@@ -87,3 +87,32 @@ def test_the_home_costs_the_same_queries_at_10_and_10000_images(admin_client):
     # Session, user, settings, account, the coverage aggregate, other language, jobs,
     # proposals waiting, the app list's: none of them per image.
     assert len(ten_thousand) == len(ten) <= 9, [q["sql"][:90] for q in ten_thousand]
+
+
+def test_the_library_list_loads_the_status_line_for_staff_only(admin_client, client):
+    page = admin_client.get(reverse("admin:mediaopt_mediaasset_changelist")).content.decode()
+    url = reverse("mediaopt_ai_status")
+    assert f'hx-get="{url}"' in page
+    line = admin_client.get(url).content.decode()
+    assert "Heuristic only: no OpenAI key is configured." in line
+    assert "mediaopt-status-line" in line
+    assert client.get(url).status_code == 302  # the admin's login first
+
+
+def test_the_library_list_shows_title_and_the_whole_alt_text_on_hover(admin_client):
+    long_text = "Fishing boats moored in a quiet harbour at dawn, " * 5
+    bare_assets(1, alt_text=long_text.strip(), alt_text_source=Source.AI, title="Harbour")
+    page = admin_client.get(reverse("admin:mediaopt_mediaasset_changelist")).content.decode()
+    assert f'title="{long_text.strip()}"' in page
+    assert "field-title_display" in page and ">Harbour</span>" in page
+
+
+def test_the_bulk_confirmation_page_says_where_metadata_comes_from(admin_client, settings):
+    bare_assets(2)
+    settings.OPENAI_API_KEY = ""
+    response = admin_client.post(
+        reverse("admin:mediaopt_mediaasset_regenerate_all"), {"scope": "missing_alt_text"}
+    )
+    page = admin_client.get(response["Location"]).content.decode()
+    assert 'id="mediaopt-ai-status"' in page
+    assert "Heuristic only: no OpenAI key is configured." in page
