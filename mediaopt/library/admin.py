@@ -180,10 +180,11 @@ class LibraryAdmin(admin.ModelAdmin):
         if not image:
             return "—"
         # Alt text may come from a model: format_html escapes it into a quoted attribute.
+        # The thumbnail is the row's link: without alt text, the file name names it.
         return format_html(
             '<img src="{}" alt="{}" loading="lazy" class="mediaopt-thumb">',
             image.url,
-            asset.alt_text,
+            asset.alt_text or asset.original_name,
         )
 
     @admin.display(description="alt text", ordering="alt_text")
