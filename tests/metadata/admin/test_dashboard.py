@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from billing.models import Account
 from mediaopt.library.fields import Source
 from metadata import jobs
 from metadata.models import JobKind
@@ -116,3 +117,19 @@ def test_the_bulk_confirmation_page_says_where_metadata_comes_from(admin_client,
     page = admin_client.get(response["Location"]).content.decode()
     assert 'id="mediaopt-ai-status"' in page
     assert "Heuristic only: no OpenAI key is configured." in page
+
+
+@pytest.mark.unfunded
+def test_out_of_credits_on_the_bulk_page_links_the_superuser_to_add_credits(admin_client, settings):
+    settings.OPENAI_API_KEY = "sk-test-not-used"
+    bare_assets(2)
+    account = Account.objects.current()
+    response = admin_client.post(
+        reverse("admin:mediaopt_mediaasset_regenerate_all"), {"scope": "missing_alt_text"}
+    )
+    page = admin_client.get(response["Location"]).content.decode()
+    grant = reverse("admin:billing_account_grant", args=[account.pk])
+    assert "Out of credits." in page
+    assert f'<a href="{grant}">Add credits</a>' in page
+    home = admin_client.get(INDEX).content.decode()
+    assert f'href="{grant}"' in home
