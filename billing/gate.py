@@ -53,6 +53,21 @@ INGEST_WORK = frozenset({WorkKind.UPLOAD, WorkKind.IMPORT})
 OUT_OF_CREDITS = "out of credits"
 
 
+class Cause(enum.StrEnum):
+    """Why a decision is not AI, for pages that link the reason to its fix."""
+
+    NONE = ""
+    NO_SERVER_KEY = "no_server_key"
+    PLAN_NO_UPLOAD_AI = "plan_no_upload_ai"
+    PLAN_NO_BULK = "plan_no_bulk"
+    JOB_TOO_LARGE = "job_too_large"
+    MODEL_NOT_IN_PLAN = "model_not_in_plan"
+    OUT_OF_CREDITS = "out_of_credits"
+    NO_ACCOUNT_KEY = "no_account_key"
+    KEY_UNREADABLE = "key_unreadable"
+    CAP_REACHED = "cap_reached"
+
+
 @dataclass(frozen=True)
 class Decision:
     mode: Mode
@@ -60,6 +75,7 @@ class Decision:
     # repr=False: a Decision in a log line or a traceback must not show the key.
     api_key: str = field(default="", repr=False)
     account_id: int | None = None
+    cause: Cause = Cause.NONE
 
     @property
     def uses_ai(self) -> bool:
@@ -79,18 +95,20 @@ def _server_key_decision() -> Decision:
             "No OpenAI API key is configured: metadata comes from text embedded in the "
             "files and telling file names only."
         ),
+        cause=Cause.NO_SERVER_KEY,
     )
 
 
-def _no_ai(work: WorkKind, reason: str, account: Account) -> Decision:
+def _no_ai(work: WorkKind, reason: str, account: Account, cause: Cause) -> Decision:
     """Uploads get the heuristic; work a person asked AI for is refused, with the reason."""
     if work in INGEST_WORK:
         return Decision(
             mode=Mode.HEURISTIC,
             reason=f"{reason} Metadata comes from embedded text and file names.",
             account_id=account.pk,
+            cause=cause,
         )
-    return Decision(mode=Mode.REFUSED, reason=reason, account_id=account.pk)
+    return Decision(mode=Mode.REFUSED, reason=reason, account_id=account.pk, cause=cause)
 
 
 def decide(
@@ -118,6 +136,7 @@ def decide(
             mode=Mode.HEURISTIC,
             reason=f"The {plan_name} plan has no AI on upload: embedded text and file names only.",
             account_id=account.pk,
+            cause=Cause.PLAN_NO_UPLOAD_AI,
         )
     if work == WorkKind.BULK and not features.ai_bulk_jobs:
         return Decision(
@@ -127,6 +146,7 @@ def decide(
                 "only. Choose the Pro or Agency plan for AI over the library."
             ),
             account_id=account.pk,
+            cause=Cause.PLAN_NO_BULK,
         )
     if work == WorkKind.BULK and images > features.largest_job:
         return _no_ai(
@@ -134,6 +154,7 @@ def decide(
             f"{images:,} images are more than the {plan_name} plan's largest job of "
             f"{features.largest_job:,}: select fewer.",
             account,
+            Cause.JOB_TOO_LARGE,
         )
     if model is not None and not features.allows_model(model):
         allowed = ", ".join(sorted(features.models_allowed or ()))
@@ -141,6 +162,7 @@ def decide(
             work,
             f"The {plan_name} plan does not include the model {model}; choose one of: {allowed}.",
             account,
+            Cause.MODEL_NOT_IN_PLAN,
         )
 
     if account.mode == AccountMode.BYOK:
@@ -157,13 +179,17 @@ def _decide_bundled(*, work: WorkKind, images: int, account: Account) -> Decisio
                 "embedded in the files and telling file names only."
             ),
             account_id=account.pk,
+            cause=Cause.NO_SERVER_KEY,
         )
     from billing import ledger  # ledger imports the models; keep the gate importable early
 
     available = ledger.available(account)
     if available <= 0:
         return _no_ai(
-            work, f"{OUT_OF_CREDITS.capitalize()}: ask an administrator to add credits.", account
+            work,
+            f"{OUT_OF_CREDITS.capitalize()}: ask an administrator to add credits.",
+            account,
+            Cause.OUT_OF_CREDITS,
         )
     reason = f"AI with bundled credits ({available:,} available)."
     if images > available:
@@ -185,6 +211,7 @@ def _decide_byok(*, work: WorkKind, account: Account) -> Decision:
                 "Until then, metadata comes from embedded text and file names."
             ),
             account_id=account.pk,
+            cause=Cause.NO_ACCOUNT_KEY,
         )
     try:
         key = crypto.decrypted_key(account)
@@ -196,6 +223,7 @@ def _decide_byok(*, work: WorkKind, account: Account) -> Decision:
             "The stored OpenAI key cannot be read (the server's encryption keys changed): "
             "please set the key again.",
             account,
+            Cause.KEY_UNREADABLE,
         )
     from billing import ledger
 
@@ -206,6 +234,7 @@ def _decide_byok(*, work: WorkKind, account: Account) -> Decision:
             f"The monthly cap of {usage.cap:,} AI requests is reached for "
             f"{usage.month:%B %Y}: raise the cap or wait for next month.",
             account,
+            Cause.CAP_REACHED,
         )
     return Decision(
         mode=Mode.AI_BYOK,

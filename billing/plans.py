@@ -84,7 +84,13 @@ def features(plan: str) -> PlanFeatures:
 
 
 def default_plan() -> str:
-    return getattr(settings, "MEDIAOPT_DEFAULT_PLAN", Plan.FREE)
+    """The plan a new installation's account gets: Agency unless the operator says otherwise.
+
+    A self-hosted installation pays OpenAI itself, so a plan that withholds bulk AI would
+    only stand between its owner and the key they configured; credits still cap what the
+    server's key may spend. Operators who sell mediaopt set MEDIAOPT_DEFAULT_PLAN=free.
+    """
+    return getattr(settings, "MEDIAOPT_DEFAULT_PLAN", Plan.AGENCY)
 
 
 def price_per_image(model: str) -> Decimal | None:

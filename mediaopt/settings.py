@@ -228,7 +228,7 @@ MEDIAOPT_RATE_LIMIT_WAIT_SECONDS = float(os.environ.get("MEDIAOPT_RATE_LIMIT_WAI
 # Credits (billing/). The plan of the installation's account when it is first created, and
 # the largest single grant. MEDIAOPT_PRICES (model -> dollars per image, for BYOK
 # estimates) is a dict: set it in a settings module of your own.
-MEDIAOPT_DEFAULT_PLAN = os.environ.get("MEDIAOPT_DEFAULT_PLAN", "free")
+MEDIAOPT_DEFAULT_PLAN = os.environ.get("MEDIAOPT_DEFAULT_PLAN", "agency")
 MEDIAOPT_MAX_GRANT = env_int("MEDIAOPT_MAX_GRANT", 1_000_000)
 
 # Pillow limits (images.py).

@@ -22,8 +22,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.utils.timezone import localtime
 
 from mediaopt.library import images
 from mediaopt.library.fields import FIELDS, source_field
@@ -119,6 +121,16 @@ class MissingAltTextFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _clipped(text: str, *, limit: int) -> str | None:
+    """The text cut to ``limit`` characters, the whole of it on hover (a quoted attribute:
+    the text may come from a model)."""
+    if not text:
+        return None
+    return format_html(
+        '<span class="mediaopt-clip" title="{}">{}</span>', text, Truncator(text).chars(limit)
+    )
+
+
 class LibraryAdmin(admin.ModelAdmin):
     change_list_template = "admin/mediaopt/mediaasset/change_list.html"
     upload_template = "admin/mediaopt/mediaasset/upload.html"
@@ -127,10 +139,11 @@ class LibraryAdmin(admin.ModelAdmin):
         "thumbnail_display",
         "original_name",
         "alt_text_display",
+        "title_display",
         "alt_text_source",
         "is_decorative",
         "size_display",
-        "created_at",
+        "created_display",
     )
     list_display_links = ("thumbnail_display", "original_name")
     list_filter = (MissingAltTextFilter, "alt_text_source", "is_decorative")
@@ -192,17 +205,33 @@ class LibraryAdmin(admin.ModelAdmin):
         if not image:
             return "—"
         # Alt text may come from a model: format_html escapes it into a quoted attribute.
+        # The thumbnail is the row's link: without alt text, the file name names it.
         return format_html(
             '<img src="{}" alt="{}" loading="lazy" class="mediaopt-thumb">',
             image.url,
-            asset.alt_text,
+            asset.alt_text or asset.original_name,
         )
 
     @admin.display(description="alt text", ordering="alt_text")
     def alt_text_display(self, asset: MediaAsset) -> str | None:
         if asset.is_decorative and not asset.alt_text:
             return "(decorative)"
-        return Truncator(asset.alt_text).chars(80) or None
+        return _clipped(asset.alt_text, limit=160)
+
+    @admin.display(description="title", ordering="title")
+    def title_display(self, asset: MediaAsset) -> str | None:
+        return _clipped(asset.title, limit=60)
+
+    @admin.display(description="created", ordering="created_at")
+    def created_display(self, asset: MediaAsset) -> str:
+        # The date alone fits the column at 1366 px; the time is on hover.
+        moment = localtime(asset.created_at)
+        return format_html(
+            '<time datetime="{}" title="{}">{}</time>',
+            moment.isoformat(),
+            date_format(moment, "DATETIME_FORMAT"),
+            date_format(moment, "SHORT_DATE_FORMAT"),
+        )
 
     @admin.display(description="size", ordering="bytes")
     def size_display(self, asset: MediaAsset) -> str:
