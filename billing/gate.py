@@ -5,7 +5,7 @@ The table (``decide``), in order:
 1. No account row yet and none given: the installation before billing was set up. AI with
    the server's key when one is configured, else the heuristic (the first version's rule).
 2. The plan has no AI for this kind of work (uploads and imports: ``ai_on_upload``; bulk:
-   ``ai_bulk_jobs``): HEURISTIC. DESIGN.md fallback rule (a): no AI at all.
+   ``ai_bulk_jobs``): HEURISTIC: no AI at all for that work.
 3. Bulk work larger than the plan's ``largest_job``, or a model the plan does not allow:
    REFUSED for single and bulk work, HEURISTIC for uploads and imports (a file is never
    refused its metadata for a billing reason).

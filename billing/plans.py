@@ -12,7 +12,7 @@ and single clicks) on the cheapest model; bulk work over a library is the paid f
 a whole month's budget at once; uploads and single clicks are bounded by credits instead.
 
 Prices: dollars per image for one Chat Completions call with a 512 px preview at
-``detail: low`` and a short structured answer (NOTES.md: 1,000 images cost about $0.59
+``detail: low`` and a short structured answer (1,000 images cost about $0.59
 on gpt-4o-mini, $0.94 on gpt-4.1-mini). ``settings.MEDIAOPT_PRICES`` (a dict of model to
 dollars per image) replaces or extends them. Bundled work costs one credit per image,
 whatever the model: a credit is "one image described by AI".

@@ -2,7 +2,7 @@
 
 Each child gets its own session so a terminal's Ctrl-C reaches only us; we then stop each
 child our own way. qcluster gets exactly one SIGTERM to its main process: signalling its
-whole group, or twice, has deadlocked it (django-q2 #346, NOTES.md). If any child dies, the
+whole group, or twice, has deadlocked it (django-q2 #346). If any child dies, the
 rest are stopped and we exit non-zero, so a process manager sees the failure.
 """
 

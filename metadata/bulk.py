@@ -4,8 +4,7 @@ The admin's bulk action (and "Regenerate all" on the settings page) stores only 
 in a draft job: the selected ids, the changelist's filter for "select all across pages", or
 a named scope. A draft has no items, so drafting makes no image busy and costs the same
 whatever the selection's size; the confirmation page then posts only the draft's id and
-the options (DESIGN.md, "Jobs"; NOTES.md: the POST of every id would exceed
-DATA_UPLOAD_MAX_NUMBER_FIELDS).
+the options (a POST of every id would exceed DATA_UPLOAD_MAX_NUMBER_FIELDS).
 
 Items are made at confirmation, in one statement, and only for images that need a paid
 call under the chosen strategy. Confirmation is the conditional draft -> queued move, so a

@@ -5,7 +5,7 @@ Rules, in order:
 - a field edited by hand is kept unless the run forces it;
 - a heuristic value never replaces a value from a better source (AI, embedded, manual);
 - "fill empty" writes a field that is empty or holds only a heuristic guess
-  (DESIGN.md: a heuristic value counts as empty, so AI can improve it later);
+  (a heuristic value counts as empty, so AI can improve it later);
 - "overwrite" writes every allowed field;
 - an empty new value never erases a current one, except the intentionally empty alt text
   of a decorative image.

@@ -1,4 +1,4 @@
-// htmx 2 swaps no 4xx/5xx answer and a failed poll stays silent (NOTES.md): say so in
+// htmx 2 swaps no 4xx/5xx answer and a failed poll stays silent: say so in
 // the job panel. A later successful answer replaces the panel, and this note with it.
 (() => {
   "use strict";

@@ -31,7 +31,7 @@ def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
     # From start() to stop(), Playwright's sync API keeps an asyncio loop running in this
-    # thread, and Django refuses ORM calls under a running loop (NOTES.md). The flag must
+    # thread, and Django refuses ORM calls under a running loop. The flag must
     # hold exactly as long as the loop does, including for tests that run after ours.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -49,7 +49,7 @@ def runner_client(client):
 
 @pytest.fixture
 def sync_mode(monkeypatch):
-    """django-q2 runs tasks inline (override_settings cannot reach Conf: NOTES.md)."""
+    """django-q2 runs tasks inline (override_settings cannot reach Conf, read once at import)."""
     monkeypatch.setattr(Conf, "SYNC", True)
 
 

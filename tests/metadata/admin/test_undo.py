@@ -94,7 +94,7 @@ def editor_client(client):
 
 @pytest.fixture
 def sync_mode(monkeypatch):
-    """django-q2 runs tasks inline (override_settings cannot reach Conf: NOTES.md)."""
+    """django-q2 runs tasks inline (override_settings cannot reach Conf, read once at import)."""
     monkeypatch.setattr(Conf, "SYNC", True)
 
 
