@@ -11,11 +11,12 @@ and single clicks) on the cheapest model; bulk work over a library is the paid f
 ``largest_job`` bounds the images of one bulk job, so a mistaken "select all" cannot hold
 a whole month's budget at once; uploads and single clicks are bounded by credits instead.
 
-Prices: dollars per image for one Chat Completions call with a 512 px preview at
-``detail: low`` and a short structured answer (1,000 images cost about $0.59
-on gpt-4o-mini, $0.94 on gpt-4.1-mini). ``settings.MEDIAOPT_PRICES`` (a dict of model to
-dollars per image) replaces or extends them. Bundled work costs one credit per image,
-whatever the model: a credit is "one image described by AI".
+Prices: per model, from its published price per token and what one call uses (the
+image's tokens, the prompt, a short structured answer): 1,000 images cost about $0.61 on
+gpt-4o-mini and $0.67 on gpt-4.1-mini. ``usd_for`` turns a call's reported usage into
+dollars. ``settings.MEDIAOPT_PRICES`` (a dict of model to dollars per image) overrides.
+Bundled work costs one credit per image, whatever the model: a credit is "one image
+described by AI".
 """
 
 from __future__ import annotations
@@ -70,13 +71,41 @@ PLANS: dict[str, PlanFeatures] = {
 CREDITS_PER_IMAGE = 1
 REQUESTS_PER_IMAGE = 1
 
-DEFAULT_PRICES: dict[str, Decimal] = {
-    "gpt-4o-mini": Decimal("0.0006"),
-    "gpt-4.1-nano": Decimal("0.0003"),
-    "gpt-4.1-mini": Decimal("0.00094"),
-    "gpt-4o": Decimal("0.0025"),
-    "gpt-4.1": Decimal("0.0047"),
+
+@dataclass(frozen=True)
+class TokenPrice:
+    """A model's published price per million tokens, and what a 512-px preview at
+    ``detail: low`` costs it in input tokens (gpt-4o-mini bills a low-detail image as 2,833
+    tokens; the 4.1 models bill 32-px patches, about 300 to 630 for such a preview)."""
+
+    input_per_million: Decimal
+    output_per_million: Decimal
+    image_tokens: int
+
+
+TOKEN_PRICES: dict[str, TokenPrice] = {
+    "gpt-4o-mini": TokenPrice(Decimal("0.15"), Decimal("0.60"), 2833),
+    "gpt-4.1-nano": TokenPrice(Decimal("0.10"), Decimal("0.40"), 630),
+    "gpt-4.1-mini": TokenPrice(Decimal("0.40"), Decimal("1.60"), 415),
+    "gpt-4o": TokenPrice(Decimal("2.50"), Decimal("10.00"), 85),
+    "gpt-4.1": TokenPrice(Decimal("2.00"), Decimal("8.00"), 85),
 }
+# A typical call besides the image: the fixed prompt and the image's context in, a short
+# structured answer out (measured on the fake server's answers and the real prompt).
+PROMPT_TEXT_TOKENS = 650
+ANSWER_TOKENS = 150
+
+
+def usd_for(*, model: str, prompt_tokens: int, completion_tokens: int) -> Decimal | None:
+    """What a call's reported usage costs on the provider's bill; None for an unknown model."""
+    price = TOKEN_PRICES.get(model)
+    if price is None:
+        return None
+    million = Decimal(1_000_000)
+    return (
+        Decimal(prompt_tokens) * price.input_per_million
+        + Decimal(completion_tokens) * price.output_per_million
+    ) / million
 
 
 def features(plan: str) -> PlanFeatures:
@@ -94,7 +123,16 @@ def default_plan() -> str:
 
 
 def price_per_image(model: str) -> Decimal | None:
-    """Approximate dollars per image for ``model``, or None when the table has no price."""
-    table = {**DEFAULT_PRICES, **getattr(settings, "MEDIAOPT_PRICES", {})}
-    price = table.get(model)
-    return Decimal(str(price)) if price is not None else None
+    """Approximate dollars per image for ``model`` (``settings.MEDIAOPT_PRICES`` first, then
+    the token prices of a typical call), or None when no price is known."""
+    override = getattr(settings, "MEDIAOPT_PRICES", {}).get(model)
+    if override is not None:
+        return Decimal(str(override))
+    price = TOKEN_PRICES.get(model)
+    if price is None:
+        return None
+    return usd_for(
+        model=model,
+        prompt_tokens=price.image_tokens + PROMPT_TEXT_TOKENS,
+        completion_tokens=ANSWER_TOKENS,
+    )
