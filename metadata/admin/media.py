@@ -4,13 +4,15 @@ composed with the metadata app's features, each a mixin of its own module."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.http import (
     HttpRequest,
 )
 from django.urls import URLPattern
+from django.utils.html import format_html
 
 from mediaopt.library import ingest
 from mediaopt.library.admin import LibraryAdmin
@@ -24,11 +26,13 @@ from metadata.admin.bulk import BulkActionMixin
 from metadata.admin.change_form import MetadataChangeFormMixin
 from metadata.admin.common import (
     RECENT_JOBS,
+    job_link,
     may_run,
 )
 from metadata.admin.history import HistoryMixin
 from metadata.admin.regenerate import RegenerateMixin
 from metadata.models import (
+    JobItem,
     MetadataRevision,
     RegenerationJob,
     Settings,
@@ -163,6 +167,34 @@ class MediaAssetAdmin(
             },
         ),
     )
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """The delete confirmation (one image or the action) says first which job holds
+        any of them: deleting an image a job is working on cancels its item."""
+        ids = [obj.pk for obj in objs] if isinstance(objs, list) else objs.values("pk")
+        busy = (
+            JobItem.objects.active()
+            .filter(asset_id__in=ids)
+            .values("job_id")
+            .annotate(images=Count("pk"))
+            .order_by("job_id")
+        )
+        for row in busy:
+            count = row["images"]
+            self.message_user(
+                request,
+                format_html(
+                    "{} of these images {} being worked on by {}: deleting {} cancels "
+                    "{} part in that job.",
+                    count,
+                    "is" if count == 1 else "are",
+                    job_link(RegenerationJob(pk=row["job_id"])),
+                    "it" if count == 1 else "them",
+                    "its" if count == 1 else "their",
+                ),
+                messages.WARNING,
+            )
+        return super().get_deleted_objects(objs, request)
 
     def get_urls(self) -> list[URLPattern]:
         # Before super()'s: its "<path:object_id>/" would swallow "5/regenerate/".

@@ -623,3 +623,21 @@ def test_a_poll_costs_the_same_queries_whatever_the_size(admin_client):
     with CaptureQueriesContext(connection) as long_history:
         assert admin_client.get(panel_url(small, item), **HTMX).status_code == 286
     assert len(long_history) == len(short_history)
+
+
+def test_deleting_an_image_a_job_holds_says_which_job_first(admin_client):
+    from metadata import jobs
+    from metadata.models import JobKind
+
+    asset = add_asset("busy.jpg", width=31)
+    job = jobs.create_job(kind=JobKind.BULK, asset_ids=[asset.pk]).job
+    url = reverse("admin:mediaopt_mediaasset_delete", args=[asset.pk])
+    page = admin_client.get(url)
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert f"job #{job.pk}" in text and "cancels its part in that job" in text
+    # The bulk delete action asks the same.
+    action = admin_client.post(
+        CHANGELIST, {"action": "delete_selected", "_selected_action": [asset.pk]}
+    )
+    assert f"job #{job.pk}" in action.content.decode()
