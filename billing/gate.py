@@ -197,9 +197,9 @@ def _decide_byok(*, work: WorkKind, account: Account) -> Decision:
             "please set the key again.",
             account,
         )
-    from billing import ledger
+    from billing import estimate
 
-    usage = ledger.month_usage(account)
+    usage = estimate.month_usage(account)
     if usage.remaining == 0:
         return _no_ai(
             work,
