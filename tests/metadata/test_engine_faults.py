@@ -23,9 +23,10 @@ from django.utils import timezone
 from billing import ledger
 from billing.models import Account, CreditHold, HoldState
 from mediaopt.library.models import MediaAsset
-from metadata import generation, jobs, ratelimit, runner, tasks
+from metadata import generation, jobs, ratelimit, ratelimit_backends, runner, tasks
 from metadata.models import ItemState, JobItem, JobState, RegenerationJob
-from metadata.ratelimit import DatabaseBackend, Limiter, Limits
+from metadata.ratelimit import Limiter
+from metadata.ratelimit_backends import DatabaseBackend, Limits
 from tests.fakeopenai import Fault
 from tests.metadata.test_jobs import item_of, make_assets, new_job
 
@@ -163,7 +164,8 @@ real_time = time.time
 time.time = lambda: real_time() + shift  # this host's clock, off by ``shift`` seconds
 import django
 django.setup()
-from metadata.ratelimit import DatabaseBackend, Limiter, Limits
+from metadata.ratelimit import Limiter
+from metadata.ratelimit_backends import DatabaseBackend, Limits
 limiter = Limiter(key="skewed", backend=DatabaseBackend(), limits=lambda: Limits(10, 0))
 print(sum(1 for _ in range(15) if limiter.try_acquire(tokens=1) <= 0))
 """
@@ -408,8 +410,8 @@ def test_a_limiter_database_error_that_is_not_a_lock_timeout_fails_the_call_as_t
 
     monkeypatch.setattr(DatabaseBackend, "_lock_control", staticmethod(dropped))
     with (
-        caplog.at_level(logging.WARNING, logger="metadata.ratelimit"),
-        pytest.raises(ratelimit.ProviderError) as raised,
+        caplog.at_level(logging.WARNING, logger="metadata.ratelimit_backends"),
+        pytest.raises(ratelimit_backends.ProviderError) as raised,
     ):
         limiter.try_acquire(tokens=1)
     assert raised.value.retryable
@@ -431,7 +433,7 @@ def test_a_job_whose_limiter_store_fails_retries_its_items_later_and_finishes(
 ):
     assets = make_assets(2)
     job = new_job(assets)
-    failures = iter([ratelimit.LimiterUnavailable("connection reset")])
+    failures = iter([ratelimit_backends.LimiterUnavailable("connection reset")])
 
     def flaky(self, *, tokens):
         error = next(failures, None)
