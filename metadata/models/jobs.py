@@ -189,7 +189,7 @@ class JobItem(models.Model):
         "mediaopt.MediaAsset", on_delete=models.CASCADE, related_name="job_items"
     )
     state = models.CharField(max_length=16, choices=ItemState.choices, default=ItemState.PENDING)
-    # Counted when the runner opens the image (jobs.open_item), before any call: an image
+    # Counted when the runner opens the image (items.open_item), before any call: an image
     # that kills its worker still uses up its attempts, its batch mates do not.
     attempts = models.PositiveIntegerField(default=0)
     not_before = models.DateTimeField(default=timezone.now)
