@@ -225,9 +225,9 @@ def _decide_byok(*, work: WorkKind, account: Account) -> Decision:
             account,
             Cause.KEY_UNREADABLE,
         )
-    from billing import ledger
+    from billing import estimate
 
-    usage = ledger.month_usage(account)
+    usage = estimate.month_usage(account)
     if usage.remaining == 0:
         return _no_ai(
             work,

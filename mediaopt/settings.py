@@ -167,7 +167,7 @@ else:
 # then applies ALT_CLUSTERS["interactive"]). Schedules must name cluster "bulk": with
 # cluster_name != name, django-q2 runs no schedule whose cluster is empty.
 # Retry at least twice the timeout, an in-memory queue no longer than the
-# workers, failures acknowledged (a job runner is re-enqueued by jobs.recover(), never by
+# workers, failures acknowledged (a job runner is re-enqueued by recovery.recover(), never by
 # django-q2's redelivery), and every task idempotent.
 _Q_TIMEOUT = env_int("MEDIAOPT_Q_TIMEOUT", 300)
 Q_CLUSTER: dict = {

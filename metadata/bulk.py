@@ -24,7 +24,8 @@ from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Window
 from django.db.models.functions import Mod, RowNumber
 
-from billing import gate, ledger
+from billing import estimate as costs
+from billing import gate
 from billing.models import Account
 from mediaopt.library.fields import FIELDS, Source
 from mediaopt.library.models import MediaAsset
@@ -117,7 +118,7 @@ class BulkPreview:
     busy: int  # of those, held by another active job
     needing_call: int  # not busy, and with something to write under the options
     decision: gate.Decision
-    estimate: ledger.Estimate | None  # None when the gate gives no paid AI
+    estimate: costs.Estimate | None  # None when the gate gives no paid AI
 
     @property
     def nothing_to_do(self) -> int:
@@ -294,7 +295,7 @@ def _priced(*, images: int, busy: int, needing: int, account: Account) -> BulkPr
     )
     estimate = None
     if decision.uses_ai:
-        estimate = ledger.estimate(
+        estimate = costs.estimate(
             account=account, images_needing_paid_call=needing, model=row.model
         )
     return BulkPreview(

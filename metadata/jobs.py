@@ -1,21 +1,16 @@
-"""The only writer of job and item rows: create, enqueue, claim, finish, pause, resume,
-cancel, recover.
+"""The job half of the one writer of job and item rows (with ``metadata.items``, which
+writes an item's claim, lease and result, and ``metadata.recovery``): create, enqueue,
+pause, resume, cancel, fail, complete, retry the failed, and the runner's hold on a job.
 
 Every transition is a conditional UPDATE on the state it starts from (checked against the
 tables below first, so a caller's mistake raises IllegalTransition and moves nothing).
 The job and item rows are the truth; django-q2 only carries "run job J", and may lose it
-(Redis) or deliver it twice (ORM): a runner is idempotent and recover() replaces a lost one.
-
-Attempts are counted and a lease set when an item is claimed, before its image is opened,
-so an image that kills its worker fails after N attempts instead of coming back for ever.
-Writes of a result are guarded by the lease token: a worker that lost its lease (it froze,
-recover() gave the item to another) writes nothing.
+(Redis) or deliver it twice (ORM): a runner is idempotent and recovery.recover() replaces
+a lost one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
@@ -23,38 +18,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import (
-    Case,
-    CharField,
-    Exists,
-    F,
-    OuterRef,
-    Q,
-    QuerySet,
-    Subquery,
-    TextField,
-    Value,
-    When,
-)
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from billing import ledger
 from billing.models import Account
-from metadata import generation, revisions
-from metadata.models import (
-    ACTIVE_ITEM_STATES,
-    FINAL_JOB_STATES,
-    ItemState,
-    JobItem,
-    JobKind,
-    JobQueue,
-    JobState,
-    MetadataRevision,
-    RegenerationJob,
-)
-from metadata.providers.base import DescribeResult
-
-logger = logging.getLogger(__name__)
+from metadata.models import ItemState, JobItem, JobKind, JobQueue, JobState, RegenerationJob
 
 logger = logging.getLogger(__name__)
 
@@ -71,26 +39,6 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     JobState.COMPLETED: frozenset(),
     JobState.CANCELLED: frozenset(),
     JobState.FAILED: frozenset(),
-}
-
-ITEM_TRANSITIONS: dict[str, frozenset[str]] = {
-    # pending -> failed: claim() gives up on an item whose attempts ran out.
-    ItemState.PENDING: frozenset({ItemState.CLAIMED, ItemState.FAILED, ItemState.CANCELLED}),
-    # claimed -> pending: backoff, a pause, or an expired lease; claimed -> cancelled: the
-    # job was cancelled while the item was held.
-    ItemState.CLAIMED: frozenset(
-        {
-            ItemState.PENDING,
-            ItemState.SUCCEEDED,
-            ItemState.SKIPPED,
-            ItemState.FAILED,
-            ItemState.CANCELLED,
-        }
-    ),
-    ItemState.SUCCEEDED: frozenset(),
-    ItemState.SKIPPED: frozenset(),
-    ItemState.FAILED: frozenset(),
-    ItemState.CANCELLED: frozenset(),
 }
 
 
@@ -134,21 +82,6 @@ def runner_stale_seconds() -> float:
 class JobCreation:
     job: RegenerationJob
     busy_count: int  # assets skipped because another job holds them
-
-
-@dataclass(frozen=True)
-class ClaimedItem:
-    id: int
-    asset_id: int
-    attempts: int
-    lease_token: uuid.UUID
-
-
-@dataclass(frozen=True)
-class Recovery:
-    released: int  # expired leases put back to pending (or cancelled)
-    requeued: list[int]  # jobs given a new runner
-    completed: list[int]  # jobs whose last item was finished by a runner that then died
 
 
 # -- job transitions ---------------------------------------------------------------------
@@ -374,244 +307,6 @@ def add_items(*, job: RegenerationJob, assets: QuerySet) -> int:
         return cursor.rowcount
 
 
-# -- item transitions --------------------------------------------------------------------
-
-
-def claim(
-    *, job_id: int, batch_size: int, lease_seconds: float, count_attempt: bool = False
-) -> list[ClaimedItem]:
-    """Take up to ``batch_size`` due pending items under a lease.
-
-    The attempt is counted by open_item, when the runner opens the image: batch mates of
-    an image that kills its worker lose nothing. ``count_attempt`` counts it here instead,
-    for work that opens no image (undo). Items whose attempts already ran out (their
-    worker died on them each time) fail here with the reason instead of being opened again.
-    """
-    limit = max_attempts()
-    claimed: list[ClaimedItem] = []
-    with transaction.atomic():
-        now = timezone.now()
-        expires = now + timedelta(seconds=lease_seconds)
-        while len(claimed) < batch_size:
-            due = JobItem.objects.filter(
-                job_id=job_id, state=ItemState.PENDING, not_before__lte=now
-            ).order_by("not_before", "id")
-            if connection.features.has_select_for_update_skip_locked:
-                # Two runners on one job take different items instead of waiting.
-                due = due.select_for_update(skip_locked=True)
-            rows = list(due.values_list("id", "asset_id", "attempts")[: batch_size - len(claimed)])
-            if not rows:
-                break
-            for item_id, asset_id, attempts in rows:
-                if attempts >= limit:
-                    JobItem.objects.filter(pk=item_id, state=ItemState.PENDING).update(
-                        state=ItemState.FAILED,
-                        error=(
-                            f"gave up after {attempts} attempts (the worker died while "
-                            "processing this image)"
-                        ),
-                        updated_at=now,
-                    )
-                    continue
-                token = uuid.uuid4()
-                # Conditional on pending: on SQLite (no row locks) the IMMEDIATE
-                # transaction serialises claims; this guard keeps them honest anyway.
-                counted = 1 if count_attempt else 0
-                if JobItem.objects.filter(pk=item_id, state=ItemState.PENDING).update(
-                    state=ItemState.CLAIMED,
-                    attempts=F("attempts") + counted,
-                    lease_token=token,
-                    lease_expires_at=expires,
-                    updated_at=now,
-                ):
-                    claimed.append(
-                        ClaimedItem(
-                            id=item_id,
-                            asset_id=asset_id,
-                            attempts=attempts + counted,
-                            lease_token=token,
-                        )
-                    )
-    return claimed
-
-
-def _held(item_id: int, lease_token: uuid.UUID):
-    return JobItem.objects.filter(pk=item_id, state=ItemState.CLAIMED, lease_token=lease_token)
-
-
-def open_item(*, item: ClaimedItem, lease_seconds: float) -> ClaimedItem | None:
-    """Count the attempt of an item whose image is about to be opened (and renew its
-    lease); the item with its new count, or None if the lease was lost."""
-    now = timezone.now()
-    if not _held(item.id, item.lease_token).update(
-        attempts=F("attempts") + 1,
-        lease_expires_at=now + timedelta(seconds=lease_seconds),
-        updated_at=now,
-    ):
-        _lease_lost(item.id)
-        return None
-    return dataclasses.replace(item, attempts=item.attempts + 1)
-
-
-def extend_leases(*, job_id: int, lease_tokens: list[uuid.UUID], seconds: float) -> int:
-    """The live runner's heartbeat: push out the leases it holds and their credit holds
-    together, so a call slower than one lease keeps its item. Returns leases extended."""
-    if not lease_tokens:
-        return 0
-    now = timezone.now()
-    expires = now + timedelta(seconds=seconds)
-    with transaction.atomic():
-        held = JobItem.objects.filter(
-            job_id=job_id, state=ItemState.CLAIMED, lease_token__in=lease_tokens
-        )
-        item_ids = list(held.values_list("pk", flat=True))
-        extended = held.update(lease_expires_at=expires, updated_at=now)
-        ledger.extend_item_holds(item_ids=item_ids, expires_at=expires)
-    return extended
-
-
-def extend_lease(*, item_id: int, lease_token: uuid.UUID, seconds: float) -> bool:
-    """Push the lease's expiry out; False if the lease was lost."""
-    now = timezone.now()
-    return bool(
-        _held(item_id, lease_token).update(
-            lease_expires_at=now + timedelta(seconds=seconds), updated_at=now
-        )
-    )
-
-
-def _lease_lost(item_id: int) -> None:
-    logger.warning("Lost the lease on job item %s: its result is not written.", item_id)
-
-
-def finish_item(
-    *,
-    item_id: int,
-    lease_token: uuid.UUID,
-    result: DescribeResult,
-    source: str,
-    options: generation.GenerationOptions,
-    hold_key: str | None = None,
-) -> bool:
-    """Write a result under the lease: revision, asset fields, item state and, for a paid
-    call, the credit capture, together.
-
-    Credits are spent only when the result changed the image; otherwise (and when the lease
-    was lost, in which case nothing is written and False is returned) the hold is released.
-    """
-    captured = False
-    with transaction.atomic():
-        # The item's UPDATE first: it takes the row lock (PostgreSQL) that recover()'s
-        # conditional UPDATE would need, and proves the lease is still ours.
-        now = timezone.now()
-        if not _held(item_id, lease_token).update(
-            state=ItemState.SUCCEEDED, lease_token=None, lease_expires_at=None, updated_at=now
-        ):
-            _lease_lost(item_id)
-            if hold_key:
-                ledger.release(hold_key=hold_key)
-            return False
-        item = JobItem.objects.select_related("job", "asset").get(pk=item_id)
-        outcome = generation.write_result(
-            asset=item.asset,
-            result=result,
-            source=source,
-            options=options,
-            actor=item.job.created_by,
-            job=item.job,
-            asset_is_fresh=True,  # read just above, in this transaction
-        )
-        if not outcome.ok:
-            state, error = ItemState.FAILED, outcome.reason
-        elif outcome.proposal is not None:
-            state, error = ItemState.SUCCEEDED, outcome.reason
-        elif outcome.revision is None:
-            state, error = ItemState.SKIPPED, outcome.reason or "nothing to change"
-        else:
-            state, error = ItemState.SUCCEEDED, ""
-        JobItem.objects.filter(pk=item_id).update(
-            state=state, error=error, revision=outcome.revision, updated_at=now
-        )
-        if hold_key and outcome.charged:
-            ledger.capture(hold_key=hold_key, capture_key=ledger.capture_key(item_id=item_id))
-            captured = True
-    if hold_key and not captured:
-        ledger.release(hold_key=hold_key)
-    return True
-
-
-def _let_go(item_id: int, lease_token: uuid.UUID, **fields) -> bool:
-    """Move a held item out of ``claimed`` and clear its lease; False if the lease was lost."""
-    if _held(item_id, lease_token).update(
-        lease_token=None, lease_expires_at=None, updated_at=timezone.now(), **fields
-    ):
-        return True
-    _lease_lost(item_id)
-    return False
-
-
-def fail_item(*, item_id: int, lease_token: uuid.UUID, error: str) -> bool:
-    """claimed -> failed with a reason a person can read. False if the lease was lost."""
-    return _let_go(item_id, lease_token, state=ItemState.FAILED, error=error)
-
-
-def _pending_unless_finished() -> Case:
-    """The state of an item given back: pending, or cancelled if its job is finished.
-
-    One expression in the UPDATE that gives the item back, so a cancel committing at the
-    same moment cannot leave a pending item under a cancelled job (which would also keep
-    its image busy for every later job).
-    """
-    finished = RegenerationJob.objects.filter(pk=OuterRef("job_id"), state__in=FINAL_JOB_STATES)
-    return Case(
-        When(Exists(finished), then=Value(ItemState.CANCELLED.value)),
-        default=Value(ItemState.PENDING.value),
-        output_field=CharField(),
-    )
-
-
-def _error_unless_finished(error: str | None) -> Case:
-    """ "cancelled" under a finished job, else ``error`` (None: the item's error as it is)."""
-    finished = RegenerationJob.objects.filter(pk=OuterRef("job_id"), state__in=FINAL_JOB_STATES)
-    kept = F("error") if error is None else Value(error)
-    return Case(
-        When(Exists(finished), then=Value("cancelled")), default=kept, output_field=TextField()
-    )
-
-
-def retry_later(*, item_id: int, lease_token: uuid.UUID, not_before: datetime, error: str) -> bool:
-    """claimed -> pending, due at ``not_before`` (backoff without holding the item); to
-    cancelled instead if the job was cancelled while the call was in flight."""
-    return _let_go(
-        item_id,
-        lease_token,
-        state=_pending_unless_finished(),
-        not_before=not_before,
-        error=_error_unless_finished(error),
-    )
-
-
-def release_item(*, item_id: int, lease_token: uuid.UUID, opened: bool = False) -> bool:
-    """Let go of an item without using up its attempt (a pause, a hand-over, a cancel):
-    an ``opened`` item gets back the attempt open_item counted.
-
-    If its job was cancelled meanwhile, the item is cancelled instead of pending.
-    """
-    fields: dict = {"attempts": F("attempts") - 1} if opened else {}
-    return _let_go(
-        item_id,
-        lease_token,
-        state=_pending_unless_finished(),
-        error=_error_unless_finished(None),
-        **fields,
-    )
-
-
-def cancel_item(*, item_id: int, lease_token: uuid.UUID, error: str) -> bool:
-    """claimed -> cancelled (its image was deleted). False if the item or lease is gone."""
-    return _let_go(item_id, lease_token, state=ItemState.CANCELLED, error=error)
-
-
 # -- retrying ----------------------------------------------------------------------------
 
 
@@ -646,7 +341,8 @@ def retry_failed(*, job: RegenerationJob, actor) -> JobCreation:
         creation = create_job(
             kind=JobKind.RETRY,
             asset_ids=asset_ids,
-            options={k: v for k, v in (job.options or {}).items() if k != "pause_after"},
+            # A retry is no trial: its images are written (or reviewed) like any job's.
+            options={k: v for k, v in (job.options or {}).items() if k != "trial"},
             created_by=actor,
             queue=job.queue,
             retry_of=job,
@@ -665,75 +361,6 @@ def retry_failed(*, job: RegenerationJob, actor) -> JobCreation:
             )
         enqueue(creation.job)
     return creation
-
-
-# -- recovery ----------------------------------------------------------------------------
-
-
-def recover(now: datetime | None = None) -> Recovery:
-    """Expired leases back to pending; a job with work and no live runner gets one; a job
-    with nothing left to do completes; no open item stays under a finished job.
-
-    Runs every minute from the "mediaopt.recover" schedule and may be called directly.
-    Safe to run anywhere at any time: every change is a conditional UPDATE.
-    """
-    now = now or timezone.now()
-    # Items a cancel or failure left behind (a give-back that raced it): nobody works them.
-    released = JobItem.objects.filter(
-        Q(state=ItemState.PENDING) | Q(state=ItemState.CLAIMED, lease_expires_at__lt=now),
-        job__state__in=FINAL_JOB_STATES,
-    ).update(
-        state=ItemState.CANCELLED,
-        error="cancelled",
-        lease_token=None,
-        lease_expires_at=None,
-        updated_at=now,
-    )
-    # The attempt stays counted: a worker that died on this image used it up. The state is
-    # decided in the same statement, so a cancel committing meanwhile still wins.
-    released += JobItem.objects.filter(state=ItemState.CLAIMED, lease_expires_at__lt=now).update(
-        state=_pending_unless_finished(),
-        error=_error_unless_finished(None),
-        lease_token=None,
-        lease_expires_at=None,
-        updated_at=now,
-    )
-
-    # Holds of workers that died between hold and capture: nothing is spent twice or lost.
-    released_holds = ledger.release_expired(now=now)
-    stale = now - timedelta(seconds=runner_stale_seconds())
-    requeued: list[int] = []
-    completed: list[int] = []
-    for job in RegenerationJob.objects.unfinished():
-        open_items = JobItem.objects.filter(job=job, state__in=ACTIVE_ITEM_STATES)
-        if not open_items.exists():
-            # Its last items were recorded after a pause, or its runner died or was lost
-            # right after them: nobody would ever complete it.
-            if job.state == JobState.QUEUED:
-                with contextlib.suppress(IllegalTransition):
-                    start(job)
-            if job.state == JobState.RUNNING and complete_if_done(job):
-                completed.append(job.pk)
-            continue
-        if not open_items.filter(state=ItemState.PENDING).exists():
-            continue
-        # Conditional, so two recoveries at once send one runner, not two.
-        if (
-            RegenerationJob.objects.filter(pk=job.pk)
-            .filter(Q(runner_heartbeat__isnull=True) | Q(runner_heartbeat__lt=stale))
-            .update(runner_heartbeat=now)
-        ):
-            requeued.append(job.pk)
-            dispatch(job, now=now)
-    if released or released_holds or requeued or completed:
-        logger.info(
-            "recover: %s lease(s) and %s hold(s) released, jobs %s re-enqueued, jobs %s completed",
-            released,
-            released_holds,
-            requeued,
-            completed,
-        )
-    return Recovery(released=released, requeued=requeued, completed=completed)
 
 
 # -- the runner's writes ------------------------------------------------------------------
@@ -783,78 +410,3 @@ def let_go_of_job(*, job_id: int, runner_token: uuid.UUID | None) -> None:
         RegenerationJob.objects.filter(pk=job_id, runner_token=runner_token).update(
             runner_token=None, runner_heartbeat=None
         )
-
-
-def pause_for_review(*, job: RegenerationJob, limit: int) -> None:
-    """Pause a "Try on N first" job and drop its ``pause_after`` option, so Resume runs the
-    rest without stopping. Raises IllegalTransition if it was paused or cancelled meanwhile."""
-    with transaction.atomic():
-        pause(job, reason=f"Paused after the first {limit} images for review.")
-        options = {key: value for key, value in job.options.items() if key != "pause_after"}
-        RegenerationJob.objects.filter(pk=job.pk).update(options=options)
-        job.options = options
-
-
-def finish_undo_items(*, items: list[ClaimedItem], job: RegenerationJob) -> int:
-    """Undo ``job.undo_of`` on these items' images under their leases, in one transaction:
-    the undo revisions and each item's state, conflicts and result together. Items whose
-    lease was lost write nothing. Returns how many were finished."""
-    target = job.undo_of
-    assert target is not None
-    override = bool((job.options or {}).get("override"))
-    if not items:
-        return 0
-    with transaction.atomic():
-        now = timezone.now()
-        ours = Q()
-        for item in items:
-            ours |= Q(pk=item.id, lease_token=item.lease_token)
-        held = JobItem.objects.filter(ours, state=ItemState.CLAIMED)
-        if connection.features.has_select_for_update:
-            # Locked, so recover() cannot take one back until this batch is written.
-            held = held.select_for_update()
-        held_ids = set(held.values_list("pk", flat=True))
-        for item in items:
-            if item.id not in held_ids:
-                _lease_lost(item.id)
-        mine = [item for item in items if item.id in held_ids]
-        outcomes = revisions.undo_assets(
-            asset_ids=[item.asset_id for item in mine],
-            job=target,
-            override=override,
-            actor=job.created_by,
-            undo_job=job,
-        )
-        # Items grouped by what they say: one UPDATE per group (a handful per chunk), each
-        # item's own revision found by a subquery (an undo job writes one per image).
-        groups: dict[tuple[str, str, tuple[str, ...]], list[int]] = {}
-        for item in mine:
-            outcome = outcomes[item.asset_id]
-            plan = outcome.plan
-            if outcome.revision is not None:
-                state, error = ItemState.SUCCEEDED, ""
-            elif plan.unavailable:
-                state, error = ItemState.SKIPPED, plan.unavailable
-            elif plan.kept:
-                state, error = (
-                    ItemState.SKIPPED,
-                    "every field the job changed was changed again since",
-                )
-            else:
-                state, error = (
-                    ItemState.SKIPPED,
-                    f"already has its values from before job #{target.pk}",
-                )
-            groups.setdefault((state, error, plan.conflicts), []).append(item.id)
-        own_revision = MetadataRevision.objects.filter(job=job, asset_id=OuterRef("asset_id"))
-        for (state, error, conflicts), ids in groups.items():
-            JobItem.objects.filter(pk__in=ids).update(
-                state=state,
-                error=error,
-                conflicts=list(conflicts),
-                revision=Subquery(own_revision.values("pk")[:1]),
-                lease_token=None,
-                lease_expires_at=None,
-                updated_at=now,
-            )
-    return len(mine)

@@ -30,8 +30,9 @@ from billing.models import Account
 from mediaopt.library import images
 from mediaopt.library.fields import FIELDS, Source
 from mediaopt.library.models import MediaAsset
-from metadata import checking, generation, jobs, progress, ratelimit
-from metadata.jobs import ClaimedItem, IllegalTransition
+from metadata import checking, generation, items, jobs, progress, ratelimit
+from metadata.items import ClaimedItem
+from metadata.jobs import IllegalTransition
 from metadata.models import (
     ItemState,
     JobItem,
@@ -143,14 +144,14 @@ def _prepare(run: _Run, item: ClaimedItem) -> _Ready | bool:
     """Runner thread, before any call: open the image. Returns _Ready, or True when the
     item was finished here (a broken image fails, a deleted one is cancelled; a job without
     AI uses the heuristic). The attempt is counted now, for this item alone."""
-    opened = jobs.open_item(item=item, lease_seconds=jobs.lease_seconds())
+    opened = items.open_item(item=item, lease_seconds=jobs.lease_seconds())
     if opened is None:
         return True  # the lease was lost: another runner has it now
     item = opened
     asset = MediaAsset.objects.filter(pk=item.asset_id).first()
     if asset is None:
         # Deleted during the job (its item usually goes with it): nothing to do here.
-        jobs.cancel_item(item_id=item.id, lease_token=item.lease_token, error="image deleted")
+        items.cancel_item(item_id=item.id, lease_token=item.lease_token, error="image deleted")
         return True
     if not run.decision.uses_ai:
         _finish_with_heuristic(run, item, asset)
@@ -158,7 +159,7 @@ def _prepare(run: _Run, item: ClaimedItem) -> _Ready | bool:
     try:
         request = generation.ai_request(asset=asset, row=run.row, options=run.options)
     except images.ImageError as error:
-        jobs.fail_item(item_id=item.id, lease_token=item.lease_token, error=error.reason)
+        items.fail_item(item_id=item.id, lease_token=item.lease_token, error=error.reason)
         return True
     return _Ready(
         item=item,
@@ -177,7 +178,7 @@ def _reserve(run: _Run, ready: _Ready) -> str | bool:
     # One transaction (one commit) for both writes; the hold's own atomic block is a
     # savepoint inside it, so a refused hold still leaves the lease extended.
     with transaction.atomic():
-        if not jobs.extend_lease(
+        if not items.extend_lease(
             item_id=item.id, lease_token=item.lease_token, seconds=jobs.lease_seconds()
         ):
             logger.warning("Lost the lease on job item %s: its result is not written.", item.id)
@@ -187,7 +188,7 @@ def _reserve(run: _Run, ready: _Ready) -> str | bool:
         except ledger.InsufficientCredits as error:
             short = error  # acted on outside the transaction
     if not run.fallback:
-        jobs.release_item(item_id=item.id, lease_token=item.lease_token, opened=True)
+        items.release_item(item_id=item.id, lease_token=item.lease_token, opened=True)
         with contextlib.suppress(IllegalTransition):
             jobs.pause(run.job, reason=str(short))
         return False
@@ -230,7 +231,7 @@ def _conclude(run: _Run, ready: _Ready, hold_key: str, call: generation.AICall) 
 
 
 def _write(run: _Run, ready: _Ready, hold_key: str, result: DescribeResult) -> None:
-    jobs.finish_item(
+    items.finish_item(
         item_id=ready.item.id,
         lease_token=ready.item.lease_token,
         result=result,
@@ -243,7 +244,7 @@ def _write(run: _Run, ready: _Ready, hold_key: str, result: DescribeResult) -> N
 def _finish_with_heuristic(run: _Run, item: ClaimedItem, asset: MediaAsset) -> None:
     result = generation.describe_with_heuristic(asset=asset, row=run.row, options=run.options)
     source = Source.HEURISTIC if result.provider == "heuristic" else Source.AI
-    jobs.finish_item(
+    items.finish_item(
         item_id=item.id,
         lease_token=item.lease_token,
         result=result,
@@ -284,7 +285,7 @@ def _after_provider_error(
         if run.fallback:
             return "heuristic"
         # A person must act; this image is not to blame, so its attempt is not spent.
-        jobs.release_item(item_id=item.id, lease_token=item.lease_token, opened=True)
+        items.release_item(item_id=item.id, lease_token=item.lease_token, opened=True)
         # Cancelled or paused meanwhile: stopping is right either way.
         with contextlib.suppress(IllegalTransition):
             jobs.pause(run.job, reason=error.reason)
@@ -295,7 +296,7 @@ def _after_provider_error(
             base_delay=float(settings.MEDIAOPT_RETRY_BASE_SECONDS),
             retry_after=error.retry_after,
         )
-        jobs.retry_later(
+        items.retry_later(
             item_id=item.id,
             lease_token=item.lease_token,
             not_before=timezone.now() + timedelta(seconds=delay),
@@ -307,7 +308,7 @@ def _after_provider_error(
     reason = error.reason
     if error.retryable:
         reason = f"gave up after {item.attempts} attempts: {error.reason}"
-    jobs.fail_item(item_id=item.id, lease_token=item.lease_token, error=reason)
+    items.fail_item(item_id=item.id, lease_token=item.lease_token, error=reason)
     return "done"
 
 
@@ -542,7 +543,7 @@ def _work(
         touch = now - last_beat[0] >= HEARTBEAT_INTERVAL
         if touch:
             last_beat[0] = now
-            jobs.extend_leases(
+            items.extend_leases(
                 job_id=job_id,
                 lease_tokens=flight.lease_tokens() + [item.lease_token for item in unsent],
                 seconds=lease,
@@ -552,10 +553,10 @@ def _work(
     def still_running() -> bool:
         return beat() == JobState.RUNNING and not over_time()
 
-    def let_go(items: list[ClaimedItem], *, first_opened: bool = False) -> None:
-        for index, rest in enumerate(items):
+    def let_go(claimed: list[ClaimedItem], *, first_opened: bool = False) -> None:
+        for index, rest in enumerate(claimed):
             opened = first_opened and index == 0
-            jobs.release_item(item_id=rest.id, lease_token=rest.lease_token, opened=opened)
+            items.release_item(item_id=rest.id, lease_token=rest.lease_token, opened=opened)
         unsent.clear()
 
     def work() -> bool:
@@ -582,7 +583,7 @@ def _work(
                     flight.settle_second_tries()  # the limiter failed: keep the first answers
                 continue
             room = flight.width - len(flight.calls)
-            batch = jobs.claim(
+            batch = items.claim(
                 job_id=job_id, batch_size=min(jobs.batch_size(), room), lease_seconds=lease
             )
             if not batch:
@@ -673,7 +674,7 @@ def _work_undo(
                 hand_over = True
                 break
             # No image is opened: the attempt is counted as the items are claimed.
-            batch = jobs.claim(
+            batch = items.claim(
                 job_id=job_id,
                 batch_size=UNDO_BATCH,
                 lease_seconds=jobs.lease_seconds(),
@@ -688,12 +689,12 @@ def _work_undo(
                     != JobState.RUNNING
                 ):
                     for rest in batch[start_at:]:
-                        jobs.release_item(
+                        items.release_item(
                             item_id=rest.id, lease_token=rest.lease_token, opened=True
                         )
                     return worked, False
                 chunk = batch[start_at : start_at + UNDO_CHUNK]
-                jobs.finish_undo_items(items=chunk, job=job)
+                items.finish_undo_items(items=chunk, job=job)
                 worked += len(chunk)
                 if on_item is not None:
                     on_item()  # once per chunk: a progress bar reads the counts

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from metadata import jobs, proposals, relint, revisions, runner
+from metadata import proposals, recovery, relint, revisions, runner
 from metadata.models import Settings
 
 logger = logging.getLogger(__name__)
@@ -16,7 +16,7 @@ def run_job(job_id: int, runner_token: str | None = None) -> None:
 
 
 def recover() -> None:
-    jobs.recover()
+    recovery.recover()
 
 
 def prune_revisions() -> int:

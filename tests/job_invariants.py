@@ -17,7 +17,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from metadata import jobs
+from metadata import items, jobs, recovery
 from metadata.models import (
     ACTIVE_ITEM_STATES,
     FINAL_JOB_STATES,
@@ -37,7 +37,7 @@ class ClaimLog:
     @classmethod
     def install(cls, monkeypatch: pytest.MonkeyPatch) -> ClaimLog:
         log = cls()
-        real_claim = jobs.claim
+        real_claim = items.claim
 
         def claim(**kwargs):
             batch = real_claim(**kwargs)
@@ -47,7 +47,7 @@ class ClaimLog:
                 log.claims[item.id] += 1
             return batch
 
-        monkeypatch.setattr(jobs, "claim", claim)
+        monkeypatch.setattr(items, "claim", claim)
         return log
 
 
@@ -74,7 +74,7 @@ def violations(log: ClaimLog) -> list[str]:
 
         jobs.dispatch = dispatch
         try:
-            jobs.recover(now=later)
+            recovery.recover(now=later)
         finally:
             jobs.dispatch = real_dispatch
         for pk in RegenerationJob.objects.unfinished().values_list("pk", flat=True):

@@ -9,7 +9,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing import ledger
+from billing import estimate, ledger
 from billing.models import (
     Account,
     CreditHold,
@@ -203,7 +203,7 @@ def test_refund_gives_back_a_capture_once(account):
     refund = ledger.refund(capture_key="capture:1", reason="bad answer")
     assert (refund.kind, refund.amount, refund.balance_after) == ("refund", 1, 5)
     assert ledger.refund(capture_key="capture:1", reason="again").pk == refund.pk
-    assert ledger.balance(account) == 5 == ledger.sum_of_entries(account)
+    assert ledger.balance(account) == 5 == estimate.sum_of_entries(account)
     with pytest.raises(ledger.LedgerError, match="No capture"):
         ledger.refund(capture_key="capture:404", reason="r")
     with pytest.raises(ledger.LedgerError, match="reason"):
@@ -248,8 +248,8 @@ def test_byok_without_cap_holds_freely(byok):
     Account.objects.filter(pk=byok.pk).update(byok_monthly_cap_requests=None)
     for n in range(5):
         ledger.hold(account=byok, amount=1, idempotency_key=f"h{n}", expires_at=later())
-    assert ledger.month_usage(byok).held == 5
-    assert ledger.month_usage(byok).remaining is None
+    assert estimate.month_usage(byok).held == 5
+    assert estimate.month_usage(byok).remaining is None
 
 
 # -- estimate ------------------------------------------------------------------------------
@@ -257,18 +257,18 @@ def test_byok_without_cap_holds_freely(byok):
 
 def test_estimate_bundled_counts_credits(account):
     ledger.grant(account=account, amount=40, reason="r")
-    est = ledger.estimate(account=account, images_needing_paid_call=50, model="gpt-4o-mini")
+    est = estimate.estimate(account=account, images_needing_paid_call=50, model="gpt-4o-mini")
     assert (est.credits_needed, est.credits_available, est.enough) == (50, 40, False)
     assert "pause" in est.summary
 
 
 def test_estimate_byok_counts_requests_and_dollars(byok, settings):
-    est = ledger.estimate(account=byok, images_needing_paid_call=1000, model="gpt-4o-mini")
+    est = estimate.estimate(account=byok, images_needing_paid_call=1000, model="gpt-4o-mini")
     assert est.requests == 1000
     assert est.approx_usd == Decimal("0.61")  # the token prices of a typical call
     assert (est.monthly_cap, est.cap_remaining, est.enough) == (2, 2, False)
     settings.MEDIAOPT_PRICES = {"my-local-model": 0}
-    free = ledger.estimate(account=byok, images_needing_paid_call=10, model="my-local-model")
+    free = estimate.estimate(account=byok, images_needing_paid_call=10, model="my-local-model")
     assert free.approx_usd == Decimal("0.00")
-    unknown = ledger.estimate(account=byok, images_needing_paid_call=10, model="mystery")
+    unknown = estimate.estimate(account=byok, images_needing_paid_call=10, model="mystery")
     assert unknown.approx_usd is None and "no price" in unknown.summary

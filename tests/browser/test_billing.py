@@ -13,7 +13,7 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
-from billing import crypto, ledger
+from billing import crypto, estimate, ledger
 from billing.models import Account, AccountMode, EntryKind, LedgerEntry
 from mediaopt.library import ingest
 from metadata import intake, jobs, runner
@@ -96,7 +96,7 @@ def test_an_admin_adds_credits_with_a_reason_and_sees_who_made_the_entry(
 
     entry = LedgerEntry.objects.get(reason="Invoice 2024-117")
     assert (entry.kind, entry.amount, entry.actor) == (EntryKind.GRANT, 250, superuser)
-    assert ledger.balance(account) == ledger.sum_of_entries(account) == FUNDED + 250
+    assert ledger.balance(account) == estimate.sum_of_entries(account) == FUNDED + 250
 
 
 def test_a_byok_key_is_shown_only_as_its_last_four_characters(admin_page: Page, superuser):

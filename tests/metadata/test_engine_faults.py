@@ -23,9 +23,10 @@ from django.utils import timezone
 from billing import ledger
 from billing.models import Account, CreditHold, HoldState
 from mediaopt.library.models import MediaAsset
-from metadata import generation, jobs, ratelimit, runner, tasks
+from metadata import generation, items, jobs, ratelimit, ratelimit_backends, recovery, runner, tasks
 from metadata.models import ItemState, JobItem, JobState, RegenerationJob
-from metadata.ratelimit import DatabaseBackend, Limiter, Limits
+from metadata.ratelimit import Limiter
+from metadata.ratelimit_backends import DatabaseBackend, Limits
 from tests.fakeopenai import Fault
 from tests.metadata.test_jobs import item_of, make_assets, new_job
 
@@ -83,7 +84,7 @@ def test_recover_cancels_a_pending_item_left_under_a_cancelled_job():
     assets = make_assets(2)
     job = new_job(assets)
     RegenerationJob.objects.filter(pk=job.pk).update(state=JobState.CANCELLED)
-    jobs.recover()
+    recovery.recover()
     assert set(job.items.values_list("state", flat=True)) == {ItemState.CANCELLED}
     assert assets_free(assets)
 
@@ -115,7 +116,7 @@ def test_a_poison_image_fails_alone_with_the_true_reason_and_its_batch_mates_suc
                 runner.run_inline(job)
             else:
                 runner._run(job_id=job.pk, to_the_end=True)
-        jobs.recover(now=timezone.now() + timedelta(seconds=jobs.lease_seconds() + 1))
+        recovery.recover(now=timezone.now() + timedelta(seconds=jobs.lease_seconds() + 1))
     runner._run(job_id=job.pk, to_the_end=True)
 
     job.refresh_from_db()
@@ -139,7 +140,7 @@ def test_recover_completes_a_resumed_job_whose_last_items_ended_before_its_runne
     monkeypatch.setattr("django_q.tasks.async_task", lambda *a, **k: lost.append(a))
     assets = make_assets(2)
     job = new_job(assets, state=JobState.RUNNING)
-    batch = jobs.claim(job_id=job.pk, batch_size=2, lease_seconds=60)
+    batch = items.claim(job_id=job.pk, batch_size=2, lease_seconds=60)
     jobs.pause(job, reason="a person paused it")
     for item in batch:  # the calls in flight at the pause are recorded, as designed
         JobItem.objects.filter(pk=item.id).update(
@@ -149,7 +150,7 @@ def test_recover_completes_a_resumed_job_whose_last_items_ended_before_its_runne
         jobs.resume(job)  # its runner task is lost (the Redis broker is at-most-once)
     assert len(lost) == 1
 
-    report = jobs.recover(now=timezone.now() + timedelta(minutes=10))
+    report = recovery.recover(now=timezone.now() + timedelta(minutes=10))
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED and report.completed == [job.pk]
 
@@ -163,7 +164,8 @@ real_time = time.time
 time.time = lambda: real_time() + shift  # this host's clock, off by ``shift`` seconds
 import django
 django.setup()
-from metadata.ratelimit import DatabaseBackend, Limiter, Limits
+from metadata.ratelimit import Limiter
+from metadata.ratelimit_backends import DatabaseBackend, Limits
 limiter = Limiter(key="skewed", backend=DatabaseBackend(), limits=lambda: Limits(10, 0))
 print(sum(1 for _ in range(15) if limiter.try_acquire(tokens=1) <= 0))
 """
@@ -247,7 +249,7 @@ def test_a_duplicate_delivery_of_the_runner_task_exits_at_once(
         jobs.enqueue(job)
     [(args, kwargs)] = sent
     delivery = {k: v for k, v in kwargs.items() if k != "q_options"}
-    real_claim = jobs.claim
+    real_claim = items.claim
     duplicate_claims = []
     inside_duplicate = threading.local()
 
@@ -256,7 +258,7 @@ def test_a_duplicate_delivery_of_the_runner_task_exits_at_once(
             duplicate_claims.append(kw)
         return real_claim(**kw)
 
-    monkeypatch.setattr(jobs, "claim", claim)
+    monkeypatch.setattr(items, "claim", claim)
     real_conclude = runner._conclude
     delivered_twice = []
 
@@ -294,14 +296,14 @@ def test_a_dead_runner_is_noticed_in_seconds_and_its_job_gets_a_new_one(
     died = timezone.now() - timedelta(seconds=15)
     RegenerationJob.objects.filter(pk=job.pk).update(runner_heartbeat=died)
     with django_capture_on_commit_callbacks(execute=True):
-        report = jobs.recover()
+        report = recovery.recover()
     assert report.requeued == [job.pk] and len(sent) == 1
 
 
 def test_the_heartbeat_renews_the_leases_and_holds_of_the_items_in_flight():
     job = new_job(make_assets(1), state=JobState.RUNNING)
-    [item] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=5)
-    item = jobs.open_item(item=item, lease_seconds=5)
+    [item] = items.claim(job_id=job.pk, batch_size=1, lease_seconds=5)
+    item = items.open_item(item=item, lease_seconds=5)
     soon = timezone.now() + timedelta(seconds=5)
     ledger.hold(
         account=Account.objects.current(),
@@ -311,7 +313,7 @@ def test_the_heartbeat_renews_the_leases_and_holds_of_the_items_in_flight():
         job_id=job.pk,
         item_id=item.id,
     )
-    assert jobs.extend_leases(job_id=job.pk, lease_tokens=[item.lease_token], seconds=60) == 1
+    assert items.extend_leases(job_id=job.pk, lease_tokens=[item.lease_token], seconds=60) == 1
     later = timezone.now() + timedelta(seconds=50)
     assert item_of(job).lease_expires_at > later
     assert CreditHold.objects.get(idempotency_key="hold:heartbeat").expires_at > later
@@ -330,7 +332,7 @@ def test_a_call_slower_than_the_lease_keeps_its_item_and_is_not_redone(
     def recover_meanwhile():
         try:
             time.sleep(3.0)  # the first lease has run out by now
-            jobs.recover()
+            recovery.recover()
         finally:
             connection.close()
 
@@ -352,7 +354,7 @@ def test_an_image_deleted_during_the_job_does_not_stop_the_runner(
 ):
     assets = make_assets(4)
     job = new_job(assets)
-    real_claim = jobs.claim
+    real_claim = items.claim
     deleted = []
 
     def claim_then_delete(**kw):
@@ -362,7 +364,7 @@ def test_an_image_deleted_during_the_job_does_not_stop_the_runner(
             MediaAsset.objects.filter(pk=batch[1].asset_id).delete()  # from the library
         return batch
 
-    monkeypatch.setattr(jobs, "claim", claim_then_delete)
+    monkeypatch.setattr(items, "claim", claim_then_delete)
     runner.run_inline(job)
 
     job.refresh_from_db()
@@ -408,8 +410,8 @@ def test_a_limiter_database_error_that_is_not_a_lock_timeout_fails_the_call_as_t
 
     monkeypatch.setattr(DatabaseBackend, "_lock_control", staticmethod(dropped))
     with (
-        caplog.at_level(logging.WARNING, logger="metadata.ratelimit"),
-        pytest.raises(ratelimit.ProviderError) as raised,
+        caplog.at_level(logging.WARNING, logger="metadata.ratelimit_backends"),
+        pytest.raises(ratelimit_backends.ProviderError) as raised,
     ):
         limiter.try_acquire(tokens=1)
     assert raised.value.retryable
@@ -431,7 +433,7 @@ def test_a_job_whose_limiter_store_fails_retries_its_items_later_and_finishes(
 ):
     assets = make_assets(2)
     job = new_job(assets)
-    failures = iter([ratelimit.LimiterUnavailable("connection reset")])
+    failures = iter([ratelimit_backends.LimiterUnavailable("connection reset")])
 
     def flaky(self, *, tokens):
         error = next(failures, None)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from billing.models import Account, CreditHold, LedgerEntry
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
-from metadata import jobs, revisions, runner, undo, undo_plan
+from metadata import items, jobs, revisions, runner, undo, undo_plan
 from metadata.models import (
     ItemState,
     JobItem,
@@ -469,12 +469,12 @@ def test_an_undo_batch_writes_nothing_for_an_item_whose_lease_was_lost(settings)
     ai_write(b, job=bulk, alt_text="AI b")
     undo_job = undo.start(job=bulk).job
     jobs.start(undo_job)
-    claimed = jobs.claim(job_id=undo_job.pk, batch_size=10, lease_seconds=60)
+    claimed = items.claim(job_id=undo_job.pk, batch_size=10, lease_seconds=60)
     assert [c.asset_id for c in claimed] == [a.pk, b.pk]
     # recover() gave b's item to another runner meanwhile: a new lease token.
     JobItem.objects.filter(pk=claimed[1].id).update(lease_token=uuid.uuid4())
 
-    assert jobs.finish_undo_items(items=claimed, job=undo_job) == 1
+    assert items.finish_undo_items(items=claimed, job=undo_job) == 1
     a.refresh_from_db()
     b.refresh_from_db()
     assert (a.alt_text, b.alt_text) == ("", "AI b")

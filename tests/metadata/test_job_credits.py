@@ -13,7 +13,7 @@ from django_q.models import OrmQ
 from billing import crypto, ledger
 from billing.models import Account, CreditHold, EntryKind, HoldState, LedgerEntry
 from mediaopt.library.fields import Source
-from metadata import intake, jobs, progress, runner
+from metadata import intake, items, jobs, progress, recovery, runner
 from metadata.models import ItemState, JobKind, JobState, MetadataRevision
 from tests import factories
 from tests.billing.helpers import funded_account
@@ -140,7 +140,7 @@ def test_a_worker_killed_between_hold_and_capture_loses_nothing(fake_openai_sett
     job = jobs.create_job(kind=JobKind.BULK, asset_ids=[asset.pk]).job
     jobs.enqueue(job)
     jobs.start(job)
-    [item] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=0.01)
+    [item] = items.claim(job_id=job.pk, batch_size=1, lease_seconds=0.01)
     ledger.hold(
         account=account,
         amount=1,
@@ -150,7 +150,7 @@ def test_a_worker_killed_between_hold_and_capture_loses_nothing(fake_openai_sett
     account.refresh_from_db()
     assert account.held == 1
 
-    jobs.recover(now=jobs.timezone.now() + jobs.timedelta(seconds=1))
+    recovery.recover(now=jobs.timezone.now() + jobs.timedelta(seconds=1))
 
     account.refresh_from_db()
     assert account.held == 0 and spent(account) == 0

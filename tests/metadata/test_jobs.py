@@ -15,7 +15,7 @@ from django_q.models import Schedule
 
 from mediaopt.library import images
 from mediaopt.library.models import MediaAsset
-from metadata import intake, jobs
+from metadata import intake, items, jobs, recovery
 from metadata.apps import RECOVER_SCHEDULE, create_schedules
 from metadata.models import (
     FINAL_JOB_STATES,
@@ -180,13 +180,13 @@ def test_enqueue_and_resume_send_one_runner_on_the_jobs_queue_after_commit(
 def test_cancel_cancels_pending_items_and_leaves_a_claimed_one_to_its_runner():
     a, b = factories.bare_assets(2)
     job = new_job([a, b], state=JobState.RUNNING)
-    [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    [claimed] = items.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
     jobs.cancel(job)
     states = dict(JobItem.objects.filter(job=job).values_list("id", "state"))
     assert states.pop(claimed.id) == ItemState.CLAIMED
     assert list(states.values()) == [ItemState.CANCELLED]
     # When the runner lets go of it, the item is cancelled, not pending.
-    assert jobs.release_item(item_id=claimed.id, lease_token=claimed.lease_token)
+    assert items.release_item(item_id=claimed.id, lease_token=claimed.lease_token)
     assert JobItem.objects.get(pk=claimed.id).state == ItemState.CANCELLED
 
 
@@ -208,14 +208,14 @@ def test_item_transition_table_matches_the_item_functions():
         },
     }
     for state in ItemState.values:
-        assert jobs.ITEM_TRANSITIONS[state] == expected.get(state, set())
+        assert items.ITEM_TRANSITIONS[state] == expected.get(state, set())
 
 
 def test_claim_sets_a_lease_and_opening_the_image_counts_the_attempt():
     assets = factories.bare_assets(3)
     job = new_job(assets, state=JobState.RUNNING)
     before = timezone.now()
-    batch = jobs.claim(job_id=job.pk, batch_size=2, lease_seconds=90)
+    batch = items.claim(job_id=job.pk, batch_size=2, lease_seconds=90)
     assert len(batch) == 2 and len({c.lease_token for c in batch}) == 2
     for claimed in batch:
         item = JobItem.objects.get(pk=claimed.id)
@@ -227,7 +227,7 @@ def test_claim_sets_a_lease_and_opening_the_image_counts_the_attempt():
         assert before + timedelta(seconds=89) < item.lease_expires_at
     assert JobItem.objects.filter(job=job, state=ItemState.PENDING).count() == 1
     # Only the item whose image is opened pays an attempt; its batch mate does not.
-    opened = jobs.open_item(item=batch[0], lease_seconds=90)
+    opened = items.open_item(item=batch[0], lease_seconds=90)
     assert opened is not None and opened.attempts == 1
     attempts = dict(JobItem.objects.filter(job=job).values_list("pk", "attempts"))
     assert (attempts[batch[0].id], attempts[batch[1].id]) == (1, 0)
@@ -238,7 +238,7 @@ def test_claim_skips_items_not_yet_due_and_other_jobs():
     job = new_job([a], state=JobState.RUNNING)
     new_job([b], state=JobState.RUNNING)
     set_item(item_of(job), not_before=timezone.now() + timedelta(minutes=1))
-    assert jobs.claim(job_id=job.pk, batch_size=10, lease_seconds=60) == []
+    assert items.claim(job_id=job.pk, batch_size=10, lease_seconds=60) == []
 
 
 def test_the_attempt_is_counted_before_the_image_is_opened(
@@ -272,7 +272,7 @@ def result_for(asset) -> DescribeResult:
 def finish(claimed, asset, *, token=None):
     from metadata.generation import GenerationOptions
 
-    return jobs.finish_item(
+    return items.finish_item(
         item_id=claimed.id,
         lease_token=token or claimed.lease_token,
         result=result_for(asset),
@@ -284,7 +284,7 @@ def finish(claimed, asset, *, token=None):
 def test_finish_under_the_lease_writes_revision_fields_and_state_together():
     [asset] = make_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
-    [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    [claimed] = items.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
     assert finish(claimed, asset)
     item = item_of(job)
     asset.refresh_from_db()
@@ -296,7 +296,7 @@ def test_finish_under_the_lease_writes_revision_fields_and_state_together():
 def test_finish_with_a_wrong_token_writes_nothing():
     [asset] = make_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
-    [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    [claimed] = items.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
     assert not finish(claimed, asset, token=uuid.uuid4())
     assert item_of(job).state == ItemState.CLAIMED
     assert not MetadataRevision.objects.filter(job=job).exists()
@@ -307,15 +307,15 @@ def test_finish_with_a_wrong_token_writes_nothing():
 def test_a_worker_whose_lease_expired_and_was_recovered_writes_nothing():
     [asset] = make_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
-    [frozen] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
-    frozen = jobs.open_item(item=frozen, lease_seconds=60)  # the runner opens it
-    jobs.recover(now=timezone.now() + timedelta(seconds=61))
-    [second] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
-    second = jobs.open_item(item=second, lease_seconds=60)  # the runner opens it
+    [frozen] = items.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    frozen = items.open_item(item=frozen, lease_seconds=60)  # the runner opens it
+    recovery.recover(now=timezone.now() + timedelta(seconds=61))
+    [second] = items.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    second = items.open_item(item=second, lease_seconds=60)  # the runner opens it
     assert second.attempts == 2
     assert not finish(frozen, asset)
-    assert not jobs.fail_item(item_id=frozen.id, lease_token=frozen.lease_token, error="x")
-    assert not jobs.retry_later(
+    assert not items.fail_item(item_id=frozen.id, lease_token=frozen.lease_token, error="x")
+    assert not items.retry_later(
         item_id=frozen.id, lease_token=frozen.lease_token, not_before=timezone.now(), error="x"
     )
     assert not MetadataRevision.objects.filter(job=job).exists()
@@ -331,22 +331,22 @@ def test_lease_functions_refuse_items_that_are_not_claimed(state):
     job = new_job([asset], state=JobState.RUNNING)
     token = uuid.uuid4()
     item = set_item(item_of(job), state=state, lease_token=token)
-    assert not jobs.fail_item(item_id=item.id, lease_token=token, error="x")
-    assert not jobs.retry_later(
+    assert not items.fail_item(item_id=item.id, lease_token=token, error="x")
+    assert not items.retry_later(
         item_id=item.id, lease_token=token, not_before=timezone.now(), error="x"
     )
-    assert not jobs.release_item(item_id=item.id, lease_token=token)
-    assert not jobs.extend_lease(item_id=item.id, lease_token=token, seconds=60)
+    assert not items.release_item(item_id=item.id, lease_token=token)
+    assert not items.extend_lease(item_id=item.id, lease_token=token, seconds=60)
     assert item_of(job).state == state
 
 
 def test_retry_later_puts_the_item_back_with_not_before_and_keeps_the_attempt():
     [asset] = factories.bare_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
-    [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
-    claimed = jobs.open_item(item=claimed, lease_seconds=60)  # the runner opens it
+    [claimed] = items.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    claimed = items.open_item(item=claimed, lease_seconds=60)  # the runner opens it
     due = timezone.now() + timedelta(seconds=30)
-    assert jobs.retry_later(
+    assert items.retry_later(
         item_id=claimed.id, lease_token=claimed.lease_token, not_before=due, error="429"
     )
     item = item_of(job)
@@ -356,14 +356,14 @@ def test_retry_later_puts_the_item_back_with_not_before_and_keeps_the_attempt():
         due,
         "429",
     )
-    assert jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60) == []
+    assert items.claim(job_id=job.pk, batch_size=1, lease_seconds=60) == []
 
 
 def test_release_gives_the_attempt_back():
     [asset] = factories.bare_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
-    [claimed] = jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
-    assert jobs.release_item(item_id=claimed.id, lease_token=claimed.lease_token)
+    [claimed] = items.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    assert items.release_item(item_id=claimed.id, lease_token=claimed.lease_token)
     item = item_of(job)
     assert (item.state, item.attempts, item.lease_token) == (ItemState.PENDING, 0, None)
 
@@ -373,7 +373,7 @@ def test_an_item_that_used_up_its_attempts_fails_with_the_reason_instead_of_open
     a, b = factories.bare_assets(2)
     job = new_job([a, b], state=JobState.RUNNING)
     poisoned = set_item(JobItem.objects.get(job=job, asset=a), attempts=3)
-    [claimed] = jobs.claim(job_id=job.pk, batch_size=2, lease_seconds=60)
+    [claimed] = items.claim(job_id=job.pk, batch_size=2, lease_seconds=60)
     assert claimed.asset_id == b.pk
     poisoned.refresh_from_db()
     assert poisoned.state == ItemState.FAILED
@@ -419,15 +419,15 @@ def test_recover_returns_expired_leases_and_sends_a_runner_to_a_job_without_one(
     a, b, c = factories.bare_assets(3)
     orphan = new_job([a], state=JobState.RUNNING)
     alive = new_job([b], state=JobState.RUNNING)
-    [lost] = jobs.claim(job_id=orphan.pk, batch_size=1, lease_seconds=60)
-    lost = jobs.open_item(item=lost, lease_seconds=60)  # the runner opens it
-    [held] = jobs.claim(job_id=alive.pk, batch_size=1, lease_seconds=600)
+    [lost] = items.claim(job_id=orphan.pk, batch_size=1, lease_seconds=60)
+    lost = items.open_item(item=lost, lease_seconds=60)  # the runner opens it
+    [held] = items.claim(job_id=alive.pk, batch_size=1, lease_seconds=600)
     set_item(item_of(alive), state=ItemState.SUCCEEDED)  # its runner finished, then died
     later = timezone.now() + timedelta(seconds=120)
     RegenerationJob.objects.filter(pk=orphan.pk).update(runner_heartbeat=timezone.now())
 
     with django_capture_on_commit_callbacks(execute=True):
-        report = jobs.recover(now=later)
+        report = recovery.recover(now=later)
 
     item = item_of(orphan)
     assert (item.state, item.attempts, item.lease_token) == (ItemState.PENDING, 1, None)
@@ -436,7 +436,7 @@ def test_recover_returns_expired_leases_and_sends_a_runner_to_a_job_without_one(
     assert report.completed == [alive.pk]
     # A second recovery right after sends no second runner: the heartbeat was touched.
     with django_capture_on_commit_callbacks(execute=True):
-        assert jobs.recover(now=later).requeued == []
+        assert recovery.recover(now=later).requeued == []
     assert len(sent) == 1
     del lost, held, c
 
@@ -446,15 +446,15 @@ def test_recover_leaves_a_job_with_a_live_runner_alone(settings):
     [asset] = factories.bare_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
     RegenerationJob.objects.filter(pk=job.pk).update(runner_heartbeat=timezone.now())
-    assert jobs.recover().requeued == []
+    assert recovery.recover().requeued == []
 
 
 def test_recover_cancels_an_expired_item_of_a_cancelled_job():
     [asset] = factories.bare_assets(1)
     job = new_job([asset], state=JobState.RUNNING)
-    jobs.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
+    items.claim(job_id=job.pk, batch_size=1, lease_seconds=60)
     jobs.cancel(job)
-    jobs.recover(now=timezone.now() + timedelta(seconds=61))
+    recovery.recover(now=timezone.now() + timedelta(seconds=61))
     assert item_of(job).state == ItemState.CANCELLED
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from metadata import jobs, progress
+from metadata import items, progress
 from metadata.models import ItemState, JobItem, JobState
 from tests import factories
 from tests.metadata.test_jobs import new_job
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 def test_progress_takes_one_query_whatever_the_size(size, django_assert_num_queries):
     assets = factories.bare_assets(size)
     job = new_job(assets, state=JobState.RUNNING)
-    jobs.claim(job_id=job.pk, batch_size=3, lease_seconds=60)
+    items.claim(job_id=job.pk, batch_size=3, lease_seconds=60)
     JobItem.objects.filter(job=job, state=ItemState.PENDING).filter(
         pk__in=JobItem.objects.filter(job=job, state=ItemState.PENDING).values("pk")[:2]
     ).update(state=ItemState.FAILED)

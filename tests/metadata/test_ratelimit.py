@@ -12,10 +12,11 @@ from django.db import connection
 
 from billing import gate
 from mediaopt.library import images
-from metadata import generation, ratelimit
+from metadata import generation, ratelimit, ratelimit_backends
 from metadata.models import RateWindow, Settings
 from metadata.providers.base import DescribeRequest, ProviderError
-from metadata.ratelimit import DatabaseBackend, Limiter, Limits
+from metadata.ratelimit import Limiter
+from metadata.ratelimit_backends import DatabaseBackend, Limits
 from tests import factories
 from tests.fakeopenai import Fault
 
@@ -75,11 +76,11 @@ def admitted_in_window(times: list[float], span: float = 60.0) -> int:
 
 
 def test_room_is_free_until_the_limit_then_the_wait_is_until_the_oldest_bucket_leaves():
-    assert ratelimit.wait_for_room(
+    assert ratelimit_backends.wait_for_room(
         buckets=[(100, 9, 0)], now=130.5, requests_per_minute=10, tokens_per_minute=0, tokens=0
     ) == pytest.approx(0.0)
     # Full: bucket 100 stops counting when the current bucket starts after 160.
-    wait = ratelimit.wait_for_room(
+    wait = ratelimit_backends.wait_for_room(
         buckets=[(110, 4, 0), (100, 6, 0)],
         now=130.5,
         requests_per_minute=10,

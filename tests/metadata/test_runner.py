@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 
 from mediaopt.library import images
-from metadata import generation, jobs, progress, runner
+from metadata import generation, items, jobs, progress, runner
 from metadata.models import (
     ItemState,
     JobKind,
@@ -59,7 +59,7 @@ def test_calls_run_four_at_once_and_the_runner_thread_writes_everything(
     runner_thread = threading.get_ident()
     writers: set[int] = set()
     callers: set[int] = set()
-    real_finish, real_send = jobs.finish_item, generation.send_ai_call
+    real_finish, real_send = items.finish_item, generation.send_ai_call
 
     def finish_item(**kwargs):
         writers.add(threading.get_ident())
@@ -69,7 +69,7 @@ def test_calls_run_four_at_once_and_the_runner_thread_writes_everything(
         callers.add(threading.get_ident())
         return real_send(**kwargs)
 
-    monkeypatch.setattr(jobs, "finish_item", finish_item)
+    monkeypatch.setattr(items, "finish_item", finish_item)
     monkeypatch.setattr(generation, "send_ai_call", send_ai_call)
 
     runner.run_inline(job)
@@ -229,7 +229,7 @@ def test_a_pause_between_items_stops_new_calls(
 ):
     assets = make_assets(4)
     job = new_job(assets)
-    real_finish = jobs.finish_item
+    real_finish = items.finish_item
 
     def finish_then_pause(**kwargs):
         done = real_finish(**kwargs)
@@ -237,7 +237,7 @@ def test_a_pause_between_items_stops_new_calls(
             jobs.pause(RegenerationJob.objects.get(pk=job.pk), reason="a person paused it")
         return done
 
-    monkeypatch.setattr(jobs, "finish_item", finish_then_pause)
+    monkeypatch.setattr(items, "finish_item", finish_then_pause)
     with django_capture_on_commit_callbacks(execute=True):
         jobs.enqueue(job)
     job.refresh_from_db()

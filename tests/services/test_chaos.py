@@ -22,7 +22,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 
 from billing.models import Account, CreditHold, EntryKind, HoldState, LedgerEntry
-from metadata import jobs, progress
+from metadata import jobs, progress, recovery
 from metadata.models import (
     FINAL_JOB_STATES,
     WORKED_ITEM_STATES,
@@ -121,7 +121,7 @@ def test_chaos_five_kills_of_300_images_end_with_every_item_final_and_paid_once(
         while not next_finished_after(job, killed_at):
             if job.state in FINAL_JOB_STATES:
                 break
-            jobs.recover()  # what the every-minute schedule does, more often
+            recovery.recover()  # what the every-minute schedule does, more often
             time.sleep(0.5)
             job.refresh_from_db()
             assert time.monotonic() - started < 60, f"kill {kill}: no item finished in 60 s"
@@ -129,7 +129,7 @@ def test_chaos_five_kills_of_300_images_end_with_every_item_final_and_paid_once(
 
     deadline = time.monotonic() + 150
     while job.state not in FINAL_JOB_STATES and time.monotonic() < deadline:
-        jobs.recover()
+        recovery.recover()
         time.sleep(1)
         job.refresh_from_db()
     counts = progress.progress(job)

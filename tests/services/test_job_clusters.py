@@ -13,7 +13,7 @@ from django.db.models import Count
 from django_q.tasks import async_task
 
 from mediaopt.library import images
-from metadata import intake, jobs, progress
+from metadata import intake, jobs, progress, recovery
 from metadata.models import ItemState, JobKind, JobState, MetadataRevision, RegenerationJob
 from tests import factories
 from tests.fakeopenai import Fault
@@ -49,7 +49,7 @@ def wait_for(job, *, seconds: float, recover: bool = False, until=None) -> Regen
         if until is None and job.state in {JobState.COMPLETED, JobState.FAILED}:
             return job
         if recover:
-            jobs.recover()
+            recovery.recover()
         time.sleep(0.5)
     raise AssertionError(f"job {job.pk} still {job.state}: {progress.progress(job)}")
 

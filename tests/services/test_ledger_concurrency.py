@@ -25,7 +25,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from billing import ledger
+from billing import estimate, ledger
 from billing.models import Account, CreditHold, EntryKind, HoldState, LedgerEntry
 from tests.conftest import skip_or_fail
 
@@ -211,7 +211,7 @@ def test_real_ledger_never_overspends_under_32_connections(funded):
     captures = LedgerEntry.objects.filter(account=funded, kind=EntryKind.CAPTURE)
     assert captures.count() == CREDITS
     assert captures.aggregate(total=Sum("amount"))["total"] == -CREDITS
-    assert ledger.sum_of_entries(funded) == funded.balance
+    assert estimate.sum_of_entries(funded) == funded.balance
     holds = CreditHold.objects.filter(account=funded)
     assert holds.filter(state=HoldState.CAPTURED).count() == CREDITS
     assert holds.filter(state=HoldState.HELD).count() == 0

@@ -37,7 +37,8 @@ def hammer(backend: str, database_url: str, key: str, start_at: float) -> list[f
     import django
 
     django.setup()
-    from metadata.ratelimit import DatabaseBackend, Limiter, Limits, RedisBackend
+    from metadata.ratelimit import Limiter
+    from metadata.ratelimit_backends import DatabaseBackend, Limits, RedisBackend
 
     chosen = RedisBackend(REDIS_URL) if backend == "redis" else DatabaseBackend()
     limiter = Limiter(key=key, backend=chosen, limits=lambda: Limits(LIMIT, 0), span=SPAN)

@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing import crypto, ledger
+from billing import crypto, estimate, ledger
 from billing.models import Account, LedgerEntry
 
 
@@ -68,7 +68,7 @@ class Command(BaseCommand):
             "available": account.available,
         }
         if account.mode == "byok":
-            usage = ledger.month_usage(account)
+            usage = estimate.month_usage(account)
             data["byok"] = {
                 "month": usage.month.isoformat(),
                 "used": usage.used,

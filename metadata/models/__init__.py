@@ -1,0 +1,63 @@
+"""The metadata app's models, one module per concern; imported here so that
+``from metadata.models import X`` and the migrations' references keep working."""
+
+from metadata.models.jobs import (
+    ACTIVE_ITEM_STATES,
+    DONE_ITEM_STATES,
+    FINAL_JOB_STATES,
+    WORKED_ITEM_STATES,
+    ItemState,
+    JobItem,
+    JobItemQuerySet,
+    JobKind,
+    JobQueue,
+    JobState,
+    RegenerationJob,
+    RegenerationJobQuerySet,
+)
+from metadata.models.lint import LintRun
+from metadata.models.proposals import Proposal, ProposalQuerySet, ProposalReason, ProposalState
+from metadata.models.ratewindow import RateWindow
+from metadata.models.revisions import MetadataRevision, MetadataRevisionQuerySet, RevisionKind
+from metadata.models.settings import (
+    Detail,
+    Settings,
+    SettingsManager,
+    Strategy,
+    _env,
+    _env_bool,
+    _env_int,
+    default_fields,
+)
+
+__all__ = [
+    "ACTIVE_ITEM_STATES",
+    "DONE_ITEM_STATES",
+    "FINAL_JOB_STATES",
+    "WORKED_ITEM_STATES",
+    "Detail",
+    "ItemState",
+    "JobItem",
+    "JobItemQuerySet",
+    "JobKind",
+    "JobQueue",
+    "JobState",
+    "LintRun",
+    "MetadataRevision",
+    "MetadataRevisionQuerySet",
+    "Proposal",
+    "ProposalQuerySet",
+    "ProposalReason",
+    "ProposalState",
+    "RateWindow",
+    "RegenerationJob",
+    "RegenerationJobQuerySet",
+    "RevisionKind",
+    "Settings",
+    "SettingsManager",
+    "Strategy",
+    "_env",
+    "_env_bool",
+    "_env_int",
+    "default_fields",
+]

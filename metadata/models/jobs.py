@@ -1,0 +1,224 @@
+"""Regeneration jobs and their items: the states a job and an item move through, and the
+state sets the engine, the pages and the counts share."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from metadata.models.revisions import MetadataRevision
+
+
+class JobKind(models.TextChoices):
+    UPLOAD = "upload", "Upload"
+    IMPORT = "import", "Import"
+    SINGLE = "single", "Single image"
+    BULK = "bulk", "Bulk"
+    UNDO = "undo", "Undo"
+    RETRY = "retry", "Retry"
+
+
+class JobState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed"
+
+
+class JobQueue(models.TextChoices):
+    """Each queue has its own cluster, so a click never waits behind a big job."""
+
+    BULK = "bulk", "Bulk"
+    INTERACTIVE = "interactive", "Interactive"
+
+
+class ItemState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    CLAIMED = "claimed", "Claimed"
+    SUCCEEDED = "succeeded", "Succeeded"
+    SKIPPED = "skipped", "Skipped"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# Nothing moves a job out of these: its page stops polling, the CLI stops following, and
+# no item under it may be pending or claimed.
+FINAL_JOB_STATES = frozenset({JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED})
+
+# An item in one of these states holds its asset: at most one per asset (a DB constraint).
+ACTIVE_ITEM_STATES = (ItemState.PENDING, ItemState.CLAIMED)
+
+
+# An item in one of these states is finished with (for this job).
+DONE_ITEM_STATES = (
+    ItemState.SUCCEEDED,
+    ItemState.SKIPPED,
+    ItemState.FAILED,
+    ItemState.CANCELLED,
+)
+
+# An item in one of these states was worked by a runner (a cancelled one never was): the
+# rate a job page shows and "Try on 10 first" count these.
+WORKED_ITEM_STATES = (ItemState.SUCCEEDED, ItemState.SKIPPED, ItemState.FAILED)
+
+
+def _item_count(**filters) -> Coalesce:
+    """Items of the row's job, counted by a correlated subquery: evaluated for the rows
+    selected only, instead of grouping every item of every job."""
+    counted = (
+        JobItem.objects.filter(job=OuterRef("pk"), **filters)
+        .order_by()
+        .values("job")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted), 0)
+
+
+class RegenerationJobQuerySet(models.QuerySet):
+    def unfinished(self) -> RegenerationJobQuerySet:
+        return self.filter(state__in=[JobState.QUEUED, JobState.RUNNING])
+
+    def undoable_since(self, cutoff) -> RegenerationJobQuerySet:
+        """Jobs that may still be undone: not finished, or finished after ``cutoff``.
+
+        Retention (revisions.prune) keeps every revision such a job wrote and the ones
+        they replaced, so its undo always finds the values from before it.
+        """
+        return self.filter(models.Q(finished_at__isnull=True) | models.Q(finished_at__gte=cutoff))
+
+    def with_progress(self) -> RegenerationJobQuerySet:
+        """Each job with item_total, item_done, item_succeeded and item_failed: one query
+        for the rows whatever the number of items (the admin's list and the settings page)."""
+        return self.annotate(
+            item_total=_item_count(),
+            item_done=_item_count(state__in=DONE_ITEM_STATES),
+            item_succeeded=_item_count(state=ItemState.SUCCEEDED),
+            item_failed=_item_count(state=ItemState.FAILED),
+        )
+
+    def recent_with_progress(self, limit: int = 10) -> RegenerationJobQuerySet:
+        """The newest ``limit`` jobs with their counts and who started them, in one query."""
+        return (
+            self.with_progress().select_related("created_by").order_by("-created_at", "-id")[:limit]
+        )
+
+
+class RegenerationJob(models.Model):
+    """A unit of generation work over some assets. States move only through jobs.py."""
+
+    kind = models.CharField(max_length=16, choices=JobKind.choices)
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.DRAFT)
+    queue = models.CharField(max_length=16, choices=JobQueue.choices, default=JobQueue.BULK)
+    # Whose credits (or key) pay for the job's AI calls.
+    account = models.ForeignKey(
+        "billing.Account", null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    scope = models.JSONField(
+        default=dict, blank=True, help_text="What was selected: asset ids or a stored filter."
+    )
+    options = models.JSONField(
+        default=dict, blank=True, help_text="fields, strategy, per_field, force."
+    )
+    pause_reason = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="Why the job could not run at all.")
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    # An undo job's target: the job whose changes it takes back.
+    undo_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="undos"
+    )
+    # Touched by every runner while it works (and at enqueue): recover() gives a job with
+    # work but a stale heartbeat a new runner.
+    runner_heartbeat = models.DateTimeField(null=True, blank=True)
+    # The one runner allowed to work the job (jobs.dispatch names it, the runner takes it
+    # over): a duplicate delivery of the same task finds another token and exits.
+    runner_token = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RegenerationJobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state"])]
+        permissions = [("run_regeneration", "Can start and control regeneration jobs")]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} ({self.get_kind_display()}, {self.get_state_display()})"
+
+    @property
+    def started_by(self) -> str:
+        """Who started the job, for lists: the user, else "command" for a bulk job (the
+        CLI makes those without a user) and "job" for one started by the system."""
+        if self.created_by is not None:
+            return self.created_by.get_username()
+        return "command" if self.kind == JobKind.BULK else "job"
+
+
+class JobItemQuerySet(models.QuerySet):
+    def active(self) -> JobItemQuerySet:
+        return self.filter(state__in=ACTIVE_ITEM_STATES)
+
+    def active_for_asset(self, asset_id: int) -> JobItemQuerySet:
+        """The asset's one active item, if any (the database allows at most one)."""
+        return self.active().filter(asset_id=asset_id)
+
+
+class JobItem(models.Model):
+    """One asset's part of a job. States move only through jobs.py."""
+
+    job = models.ForeignKey(RegenerationJob, on_delete=models.CASCADE, related_name="items")
+    asset = models.ForeignKey(
+        "mediaopt.MediaAsset", on_delete=models.CASCADE, related_name="job_items"
+    )
+    state = models.CharField(max_length=16, choices=ItemState.choices, default=ItemState.PENDING)
+    # Counted when the runner opens the image (items.open_item), before any call: an image
+    # that kills its worker still uses up its attempts, its batch mates do not.
+    attempts = models.PositiveIntegerField(default=0)
+    not_before = models.DateTimeField(default=timezone.now)
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    revision = models.ForeignKey(
+        MetadataRevision, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # An undo item's fields that were changed again after the undone job: kept, unless
+    # the undo was told to override them (then they are listed and restored anyway).
+    conflicts = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = JobItemQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["job", "state", "not_before"], name="jobitem_claim"),
+            models.Index(fields=["state", "lease_expires_at"], name="jobitem_lease"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["asset"],
+                condition=models.Q(state__in=ACTIVE_ITEM_STATES),
+                name="one_active_item_per_asset",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.job_id} / image {self.asset_id} ({self.get_state_display()})"

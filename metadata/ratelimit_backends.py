@@ -1,0 +1,381 @@
+"""The shared store of the provider rate limiter: the window arithmetic and the two
+backends (Redis and the database) that keep the buckets.
+
+The window: a sliding sum over one-second buckets. A call is admitted when the buckets of
+the last ``SPAN`` seconds *plus the current bucket* (61 buckets, a little more than a
+minute) leave room for it. Because the counted stretch is never shorter than a minute,
+the admissions in any 60-second stretch stay within the limit, whatever window the
+provider uses. A fixed one-minute window would let up to twice the limit through across a
+boundary (the end of one minute and the start of the next), which a sliding-window
+provider answers with 429s. The price is at most 1/61 of the limit (590 of 600 a minute).
+Buckets keep the state small (61 counters per key) where an exact log would keep one
+entry per call, and let both backends share the same arithmetic (``wait_for_room``).
+
+Backends: with ``settings.REDIS_URL`` a Lua script (atomic in Redis, one round trip per
+attempt); without, a database row per bucket (``RateWindow``), updated in a short
+transaction that first locks the key's control row, correct on SQLite (IMMEDIATE
+transactions) and PostgreSQL (the row lock serialises; each later statement of the
+transaction reads what the previous holder committed). Nobody sleeps inside a
+transaction: an attempt either admits or says how long to wait, and ``Limiter.acquire``
+(``metadata.ratelimit``) sleeps between attempts.
+
+Time comes from the shared store, never the host: Redis ``TIME`` inside the script, the
+database's clock (``clock_timestamp()`` on PostgreSQL, ``julianday('now')`` on SQLite)
+inside the transaction. Every host then counts the same buckets, so hosts whose clocks
+differ (by seconds or minutes) still admit one budget per window between them, and no
+host's clean-up deletes buckets another still counts. Tests may inject a clock instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from django.conf import settings
+from django.db import OperationalError, transaction
+from django.db.models import F
+
+from metadata.providers.base import ErrorKind, ProviderError
+
+logger = logging.getLogger(__name__)
+
+SPAN_SECONDS = 60
+BUCKET_SECONDS = 1
+# The database backend's row that holds "blocked until" and serialises admissions.
+CONTROL_WINDOW = 0
+# An unlimited dimension (a setting of 0).
+UNLIMITED = 2**62
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Requests and tokens a minute; 0 means no limit of that kind."""
+
+    requests_per_minute: int
+    tokens_per_minute: int
+
+
+# -- the arithmetic shared by both backends (the Lua script mirrors it) -------------------
+
+
+def wait_for_room(
+    *,
+    buckets: Iterable[tuple[int, int, int]],
+    now: float,
+    requests_per_minute: int,
+    tokens_per_minute: int,
+    tokens: int,
+    span: int = SPAN_SECONDS,
+    bucket: int = BUCKET_SECONDS,
+) -> float:
+    """0.0 if one more call of ``tokens`` fits beside ``buckets``; else the seconds until
+    enough of the oldest buckets have left the counted stretch for it to fit.
+
+    ``buckets``: (start, requests, tokens) of every bucket still counted. A call larger
+    than the whole token budget goes through alone (an empty window), rather than never.
+    """
+    rows = sorted(buckets)
+    used_requests = sum(row[1] for row in rows)
+    used_tokens = sum(row[2] for row in rows)
+    rpm = requests_per_minute or UNLIMITED
+    tpm = tokens_per_minute or UNLIMITED
+    need_requests = used_requests + 1 - rpm
+    need_tokens = used_tokens + tokens - tpm
+    if need_requests <= 0 and (need_tokens <= 0 or used_tokens == 0):
+        return 0.0
+    freed_requests = freed_tokens = 0
+    for start, requests, spent in rows:
+        freed_requests += requests
+        freed_tokens += spent
+        if freed_requests >= need_requests and (
+            freed_tokens >= need_tokens or freed_tokens == used_tokens
+        ):
+            # A bucket stops counting once the current bucket starts past start + span.
+            return max(start + span + bucket - now, 0.001)
+    return float(bucket)
+
+
+class Backend(Protocol):
+    def admit(
+        self, *, key: str, now: float | None, limits: Limits, tokens: int, span: int, bucket: int
+    ) -> float:
+        """Count one call and return 0.0, or count nothing and return seconds to wait.
+
+        ``now`` None: the store's own clock."""
+        ...
+
+    def block_until(self, *, key: str, until: float) -> None:
+        """Nobody is admitted before ``until`` (epoch seconds); never shortens a block."""
+        ...
+
+    def block_for(self, *, key: str, seconds: float, now: float | None) -> None:
+        """Nobody is admitted for ``seconds`` from ``now`` (None: the store's clock)."""
+        ...
+
+
+class LimiterUnavailable(ProviderError):
+    """The shared store failed for another reason than a lock timeout: the call is not
+    admitted, and counts as a transient failure (its item retries later)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"rate limiter unavailable: {reason}", kind=ErrorKind.TRANSIENT)
+
+
+class DatabaseBackend:
+    """A row per bucket and key (RateWindow), in a short transaction per attempt."""
+
+    def admit(
+        self, *, key: str, now: float | None, limits: Limits, tokens: int, span: int, bucket: int
+    ) -> float:
+        from metadata.models import RateWindow
+
+        try:
+            with transaction.atomic():
+                blocked = self._lock_control(key)
+                # After the lock: the clock read by the holder, so buckets follow each other.
+                now = database_now() if now is None else now
+                current = int(now // bucket) * bucket
+                oldest = current - span
+                if blocked > now:
+                    return blocked - now
+                rows = list(
+                    RateWindow.objects.filter(key=key, window_start__gte=oldest).values_list(
+                        "window_start", "requests", "tokens"
+                    )
+                )
+                wait = wait_for_room(
+                    buckets=rows,
+                    now=now,
+                    requests_per_minute=limits.requests_per_minute,
+                    tokens_per_minute=limits.tokens_per_minute,
+                    tokens=tokens,
+                    span=span,
+                    bucket=bucket,
+                )
+                if wait > 0:
+                    return wait
+                # Conditional, so even a caller that skipped the lock above could not push
+                # one bucket past the whole limit.
+                counted = RateWindow.objects.filter(
+                    key=key,
+                    window_start=current,
+                    requests__lt=limits.requests_per_minute or UNLIMITED,
+                ).update(requests=F("requests") + 1, tokens=F("tokens") + tokens)
+                if not counted:
+                    RateWindow.objects.create(
+                        key=key, window_start=current, requests=1, tokens=tokens
+                    )
+                    # Once per new bucket: buckets that no longer count go.
+                    RateWindow.objects.filter(
+                        key=key, window_start__gt=CONTROL_WINDOW, window_start__lt=oldest
+                    ).delete()
+                return 0.0
+        except OperationalError as error:
+            if not _is_lock_timeout(error):
+                # A dropped connection, a missing table: retrying every 50 ms for ever
+                # would hide it. The call fails as transient and its item retries later.
+                logger.warning("rate limiter: database error (%s); the call is not admitted", error)
+                raise LimiterUnavailable(str(error)) from error
+            # SQLite under a burst of writers ("database is locked"): try again shortly
+            # instead of failing a paid call that never started.
+            logger.info("rate limiter: database busy (%s); trying again", error)
+            return 0.05
+
+    def block_for(self, *, key: str, seconds: float, now: float | None) -> None:
+        start = database_now() if now is None else now
+        self.block_until(key=key, until=start + seconds)
+
+    def block_until(self, *, key: str, until: float) -> None:
+        from metadata.models import RateWindow
+
+        with transaction.atomic():
+            self._lock_control(key)
+            RateWindow.objects.filter(
+                key=key, window_start=CONTROL_WINDOW, blocked_until__lt=until
+            ).update(blocked_until=until)
+
+    @staticmethod
+    def _lock_control(key: str) -> float:
+        """Lock the key's control row (creating it once) and return its blocked_until.
+
+        A no-op UPDATE is the lock: PostgreSQL's row lock (held to commit) makes every
+        other admission for this key wait, and on SQLite the write lock is the
+        IMMEDIATE transaction's anyway. SELECT FOR UPDATE would do nothing on SQLite.
+        """
+        from metadata.models import RateWindow
+
+        control = RateWindow.objects.filter(key=key, window_start=CONTROL_WINDOW)
+        if not control.update(requests=F("requests")):
+            RateWindow.objects.bulk_create(
+                [RateWindow(key=key, window_start=CONTROL_WINDOW)], ignore_conflicts=True
+            )
+            control.update(requests=F("requests"))
+        return control.values_list("blocked_until", flat=True).get()
+
+
+def _is_lock_timeout(error: OperationalError) -> bool:
+    """SQLite's busy timeout ran out; PostgreSQL's lock_timeout (55P03) likewise."""
+    text = str(error).lower()
+    code = getattr(getattr(error, "__cause__", None), "sqlstate", None) or getattr(
+        getattr(error, "__cause__", None), "pgcode", None
+    )
+    return "database is locked" in text or "database table is locked" in text or code == "55P03"
+
+
+def database_now() -> float:
+    """Epoch seconds from the database's clock (one clock for every host)."""
+    from django.db import connection
+
+    vendor = connection.vendor
+    if vendor == "postgresql":
+        sql = "SELECT EXTRACT(EPOCH FROM clock_timestamp())"
+    elif vendor == "sqlite":
+        sql = "SELECT (julianday('now') - 2440587.5) * 86400.0"
+    else:
+        return time.time()
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return float(cursor.fetchone()[0])
+
+
+# KEYS: requests hash, tokens hash (field = bucket start), blocked-until string.
+# ARGV: now ('' for the server's TIME), bucket, span, rpm, tpm, tokens. Returns {admitted
+# 0/1, wait as a string}
+# (Redis truncates Lua numbers to integers in replies).
+_ADMIT_LUA = """
+local now = tonumber(ARGV[1])
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local bucket = tonumber(ARGV[2])
+local span = tonumber(ARGV[3])
+local rpm = tonumber(ARGV[4])
+local tpm = tonumber(ARGV[5])
+local cost = tonumber(ARGV[6])
+local blocked = tonumber(redis.call('GET', KEYS[3]) or '0')
+if blocked > now then
+  return {0, tostring(blocked - now)}
+end
+local current = math.floor(now / bucket) * bucket
+local oldest = current - span
+local req = redis.call('HGETALL', KEYS[1])
+local starts = {}
+local reqs = {}
+local used_r = 0
+for i = 1, #req, 2 do
+  local s = tonumber(req[i])
+  if s < oldest then
+    redis.call('HDEL', KEYS[1], req[i])
+    redis.call('HDEL', KEYS[2], req[i])
+  else
+    table.insert(starts, s)
+    reqs[s] = tonumber(req[i + 1])
+    used_r = used_r + reqs[s]
+  end
+end
+local toks = {}
+local used_t = 0
+for _, s in ipairs(starts) do
+  toks[s] = tonumber(redis.call('HGET', KEYS[2], tostring(s)) or '0')
+  used_t = used_t + toks[s]
+end
+local need_r = used_r + 1 - rpm
+local need_t = used_t + cost - tpm
+if need_r <= 0 and (need_t <= 0 or used_t == 0) then
+  redis.call('HINCRBY', KEYS[1], tostring(current), 1)
+  redis.call('HINCRBY', KEYS[2], tostring(current), cost)
+  redis.call('EXPIRE', KEYS[1], span * 2 + bucket)
+  redis.call('EXPIRE', KEYS[2], span * 2 + bucket)
+  return {1, '0'}
+end
+table.sort(starts)
+local freed_r = 0
+local freed_t = 0
+for _, s in ipairs(starts) do
+  freed_r = freed_r + reqs[s]
+  freed_t = freed_t + toks[s]
+  if freed_r >= need_r and (freed_t >= need_t or freed_t == used_t) then
+    return {0, tostring(math.max(s + span + bucket - now, 0.001))}
+  end
+end
+return {0, tostring(bucket)}
+"""
+
+# KEYS: blocked-until string. ARGV: until (epoch seconds, or '' for the server's TIME
+# plus ARGV[3] seconds), ttl in ms. Only ever later.
+_BLOCK_LUA = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local wanted = tonumber(ARGV[1])
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  wanted = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[3])
+end
+if wanted > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+
+_redis_lock = threading.Lock()
+_redis_clients: dict[str, object] = {}
+
+
+class RedisBackend:
+    """The same buckets in two Redis hashes per key, moved only by Lua scripts."""
+
+    def __init__(self, url: str, *, prefix: str = "mediaopt:ratelimit") -> None:
+        import redis
+
+        with _redis_lock:
+            client = _redis_clients.get(url)
+            if client is None:
+                # One connection pool per process and URL, shared by the runner's threads.
+                client = redis.Redis.from_url(url)
+                _redis_clients[url] = client
+        self.client = client
+        self.prefix = prefix
+        self._admit = client.register_script(_ADMIT_LUA)  # type: ignore[attr-defined]
+        self._block = client.register_script(_BLOCK_LUA)  # type: ignore[attr-defined]
+
+    def _keys(self, key: str) -> list[str]:
+        # One hash slot ({key}) so the script's keys stay together on a Redis Cluster.
+        return [f"{self.prefix}:{{{key}}}:{part}" for part in ("requests", "tokens", "blocked")]
+
+    def admit(
+        self, *, key: str, now: float | None, limits: Limits, tokens: int, span: int, bucket: int
+    ) -> float:
+        admitted, wait = self._admit(
+            keys=self._keys(key),
+            args=[
+                "" if now is None else repr(now),
+                bucket,
+                span,
+                limits.requests_per_minute or UNLIMITED,
+                limits.tokens_per_minute or UNLIMITED,
+                tokens,
+            ],
+        )
+        return 0.0 if int(admitted) == 1 else float(wait)
+
+    def block_until(self, *, key: str, until: float) -> None:
+        ttl_ms = max(int((until - time.time()) * 1000) + 1000, 1000)
+        self._block(keys=self._keys(key)[2:], args=[repr(until), ttl_ms, 0])
+
+    def block_for(self, *, key: str, seconds: float, now: float | None) -> None:
+        if now is not None:
+            self.block_until(key=key, until=now + seconds)
+            return
+        ttl_ms = max(int(seconds * 1000) + 1000, 1000)
+        self._block(keys=self._keys(key)[2:], args=["", ttl_ms, repr(seconds)])
+
+
+def default_backend() -> Backend:
+    """Redis when ``REDIS_URL`` is set (the broker's server: one service to run), else the
+    database."""
+    url = getattr(settings, "REDIS_URL", "")
+    return RedisBackend(url) if url else DatabaseBackend()
