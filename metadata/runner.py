@@ -8,29 +8,22 @@ Every write of a job or item row goes through jobs.py; this module decides the o
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import logging
 import math
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from billing import gate, ledger
+from billing import gate
 from billing.models import Account
-from mediaopt.library import images
-from mediaopt.library.fields import FIELDS, Source
-from mediaopt.library.models import MediaAsset
-from metadata import checking, generation, items, jobs, progress, ratelimit
+from mediaopt.library.fields import FIELDS
+from metadata import generation, items, jobs, progress, steps, undo_runner
 from metadata.items import ClaimedItem
 from metadata.jobs import IllegalTransition
 from metadata.models import (
@@ -41,8 +34,7 @@ from metadata.models import (
     RegenerationJob,
     Settings,
 )
-from metadata.providers.base import DescribeRequest, DescribeResult, ErrorKind, ProviderError
-from metadata.providers.retry import backoff_delay
+from metadata.providers.base import ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -99,217 +91,6 @@ def concurrency() -> int:
     600 calls a minute need about 25 in flight (one at a time gives 24 a minute); the
     shared rate limiter, not this, keeps the provider's limit."""
     return max(int(settings.MEDIAOPT_JOB_CONCURRENCY), 1)
-
-
-@dataclass
-class _Run:
-    job: RegenerationJob
-    row: Settings
-    options: generation.GenerationOptions
-    decision: gate.Decision
-    account: Account
-    # The fallback rule: uploads and imports may fall back to the heuristic;
-    # other jobs never do.
-    fallback: bool
-    # This runner's token (jobs.take_over): its heartbeat stops it once another took over.
-    runner_token: uuid.UUID | None = None
-
-    @functools.cached_property
-    def limiter(self) -> ratelimit.Limiter:
-        return generation.rate_limiter(row=self.row, decision=self.decision)
-
-
-@dataclass(frozen=True)
-class _Ready:
-    """An item whose image is open: the limiter, the lease, the hold and the call are left."""
-
-    item: ClaimedItem
-    asset: MediaAsset
-    request: DescribeRequest
-    tokens: int
-    # Set on the second try: the first answer, written if the second call fails.
-    first: DescribeResult | None = None
-
-
-@dataclass(frozen=True)
-class _AskAgain:
-    """A first answer whose values have error findings: one more call, under the same hold
-    (an image costs at most one credit), with the findings as corrections."""
-
-    ready: _Ready
-    hold_key: str
-
-
-def _prepare(run: _Run, item: ClaimedItem) -> _Ready | bool:
-    """Runner thread, before any call: open the image. Returns _Ready, or True when the
-    item was finished here (a broken image fails, a deleted one is cancelled; a job without
-    AI uses the heuristic). The attempt is counted now, for this item alone."""
-    opened = items.open_item(item=item, lease_seconds=jobs.lease_seconds())
-    if opened is None:
-        return True  # the lease was lost: another runner has it now
-    item = opened
-    asset = MediaAsset.objects.filter(pk=item.asset_id).first()
-    if asset is None:
-        # Deleted during the job (its item usually goes with it): nothing to do here.
-        items.cancel_item(item_id=item.id, lease_token=item.lease_token, error="image deleted")
-        return True
-    if not run.decision.uses_ai:
-        _finish_with_heuristic(run, item, asset)
-        return True
-    try:
-        request = generation.ai_request(asset=asset, row=run.row, options=run.options)
-    except images.ImageError as error:
-        items.fail_item(item_id=item.id, lease_token=item.lease_token, error=error.reason)
-        return True
-    return _Ready(
-        item=item,
-        asset=asset,
-        request=request,
-        tokens=generation.estimated_tokens(request=request, row=run.row),
-    )
-
-
-def _reserve(run: _Run, ready: _Ready) -> str | bool:
-    """Runner thread, once the limiter admitted the call: extend the lease and hold the
-    credit (no hold, no call; after the image opened, so a broken file never touches
-    credits). Returns the hold's key, or True/False when the item ended here (False: the
-    job must stop)."""
-    item = ready.item
-    # One transaction (one commit) for both writes; the hold's own atomic block is a
-    # savepoint inside it, so a refused hold still leaves the lease extended.
-    with transaction.atomic():
-        if not items.extend_lease(
-            item_id=item.id, lease_token=item.lease_token, seconds=jobs.lease_seconds()
-        ):
-            logger.warning("Lost the lease on job item %s: its result is not written.", item.id)
-            return True
-        try:
-            return _hold(run, item)
-        except ledger.InsufficientCredits as error:
-            short = error  # acted on outside the transaction
-    if not run.fallback:
-        items.release_item(item_id=item.id, lease_token=item.lease_token, opened=True)
-        with contextlib.suppress(IllegalTransition):
-            jobs.pause(run.job, reason=str(short))
-        return False
-    _finish_with_heuristic(run, item, ready.asset)
-    return True
-
-
-def _conclude(run: _Run, ready: _Ready, hold_key: str, call: generation.AICall) -> bool | _AskAgain:
-    """Runner thread, after the call: the limiter learns from the answer, then the result
-    is written under the lease, or asked for once more when the checks find an error, or
-    the error decides: retry later, fail, fall back or pause. Returns False when the job
-    must stop (paused for a person to act)."""
-    generation.report_ai_call(limiter=run.limiter, call=call)
-    item = ready.item
-    if call.error is not None and ready.first is not None:
-        # The second try failed: the first answer was paid for and is kept (as a proposal,
-        # since it had errors), never lost.
-        call = generation.AICall(result=ready.first)
-    if call.error is not None:
-        ledger.release(hold_key=hold_key)
-        verdict = _after_provider_error(run, item, call.error)
-        if verdict != "heuristic":
-            return verdict == "done"
-        logger.warning(
-            "AI failed for asset %s (%s); using the heuristic", ready.asset.pk, call.error.reason
-        )
-        _finish_with_heuristic(run, item, ready.asset)
-        return True
-    assert call.result is not None
-    if ready.first is None:
-        checked = checking.check(result=call.result, language=run.options.language)
-        if checking.needs_asking_again(checked, fields=run.options.fields):
-            again = dataclasses.replace(ready.request, feedback=checking.feedback(checked))
-            return _AskAgain(
-                ready=dataclasses.replace(ready, request=again, first=call.result),
-                hold_key=hold_key,
-            )
-    _write(run, ready, hold_key, call.result)
-    return True
-
-
-def _write(run: _Run, ready: _Ready, hold_key: str, result: DescribeResult) -> None:
-    items.finish_item(
-        item_id=ready.item.id,
-        lease_token=ready.item.lease_token,
-        result=result,
-        source=Source.AI,
-        options=run.options,
-        hold_key=hold_key,
-    )
-
-
-def _finish_with_heuristic(run: _Run, item: ClaimedItem, asset: MediaAsset) -> None:
-    result = generation.describe_with_heuristic(asset=asset, row=run.row, options=run.options)
-    source = Source.HEURISTIC if result.provider == "heuristic" else Source.AI
-    items.finish_item(
-        item_id=item.id,
-        lease_token=item.lease_token,
-        result=result,
-        source=source,
-        options=run.options,
-    )
-
-
-def _hold(run: _Run, item: ClaimedItem) -> str:
-    """Hold one credit (or one request of a BYOK cap) for this attempt; returns its key.
-
-    The key belongs to the item's claim, so retrying the hold within it replays it.
-    The hold expires with the lease; recover() releases it if this worker dies.
-    """
-    # The lease token too: a pause gives the attempt back, so the next claim reuses the
-    # attempt number, and must not replay the hold released at the pause.
-    key = f"{ledger.hold_key(item_id=item.id, attempt=item.attempts)}:{item.lease_token.hex}"
-    ledger.hold(
-        account=run.account,
-        amount=1,
-        idempotency_key=key,
-        expires_at=timezone.now() + timedelta(seconds=jobs.lease_seconds()),
-        job_id=run.job.pk,
-        item_id=item.id,
-    )
-    return key
-
-
-def _after_provider_error(
-    run: _Run, item: ClaimedItem, error: ProviderError
-) -> Literal["stop", "done", "heuristic"]:
-    """Decide what a failed call means for its item: retry later, fail, fall back, or pause.
-
-    "stop": the job was paused for a person to act; "done": the item was handed back or
-    failed; "heuristic": the item is still ours and the heuristic writes it (uploads only).
-    """
-    if error.kind in {ErrorKind.AUTH, ErrorKind.QUOTA}:
-        if run.fallback:
-            return "heuristic"
-        # A person must act; this image is not to blame, so its attempt is not spent.
-        items.release_item(item_id=item.id, lease_token=item.lease_token, opened=True)
-        # Cancelled or paused meanwhile: stopping is right either way.
-        with contextlib.suppress(IllegalTransition):
-            jobs.pause(run.job, reason=error.reason)
-        return "stop"
-    if error.retryable and item.attempts < jobs.max_attempts():
-        delay = backoff_delay(
-            item.attempts,
-            base_delay=float(settings.MEDIAOPT_RETRY_BASE_SECONDS),
-            retry_after=error.retry_after,
-        )
-        items.retry_later(
-            item_id=item.id,
-            lease_token=item.lease_token,
-            not_before=timezone.now() + timedelta(seconds=delay),
-            error=error.reason,
-        )
-        return "done"
-    if run.fallback:
-        return "heuristic"
-    reason = error.reason
-    if error.retryable:
-        reason = f"gave up after {item.attempts} attempts: {error.reason}"
-    items.fail_item(item_id=item.id, lease_token=item.lease_token, error=reason)
-    return "done"
 
 
 def _earliest_due(job_id: int) -> datetime | None:
@@ -373,7 +154,9 @@ def _run_as(
         return False
     if job.kind == JobKind.UNDO:
         deadline = None if to_the_end else time.monotonic() + jobs.run_budget_seconds()
-        worked, handed_over = _work_undo(job, token=token, deadline=deadline, on_item=on_item)
+        worked, handed_over = undo_runner.work_undo(
+            job, token=token, deadline=deadline, on_item=on_item
+        )
         logger.info("undo job %s: this runner worked %s item(s)", job_id, worked)
         return handed_over
 
@@ -389,7 +172,7 @@ def _run_as(
         with contextlib.suppress(IllegalTransition):
             jobs.pause(job, reason=decision.reason)
         return False
-    run = _Run(
+    run = steps.Run(
         job=job,
         row=row,
         options=options,
@@ -413,12 +196,14 @@ class _Flight:
     thread.
     """
 
-    def __init__(self, run: _Run, *, width: int, on_item: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, run: steps.Run, *, width: int, on_item: Callable[[], None] | None = None
+    ) -> None:
         self.run = run
         self.width = width
         self.on_item = on_item
-        self.calls: dict[Future[generation.AICall], tuple[_Ready, str]] = {}
-        self.again: list[_AskAgain] = []  # second tries waiting for the limiter
+        self.calls: dict[Future[generation.AICall], tuple[steps.Ready, str]] = {}
+        self.again: list[steps.AskAgain] = []  # second tries waiting for the limiter
         self.worked = 0
         self.stopped = False  # an item said the job must stop: start no new call
         self._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="provider-call")
@@ -427,7 +212,7 @@ class _Flight:
     def full(self) -> bool:
         return len(self.calls) >= self.width
 
-    def send(self, ready: _Ready, hold_key: str) -> None:
+    def send(self, ready: steps.Ready, hold_key: str) -> None:
         run = self.run
         future = self._pool.submit(
             generation.send_ai_call, request=ready.request, row=run.row, decision=run.decision
@@ -449,8 +234,8 @@ class _Flight:
         done, _ = wait(self.calls, timeout=timeout, return_when=FIRST_COMPLETED)
         for future in done:
             ready, hold_key = self.calls.pop(future)
-            concluded = _conclude(self.run, ready, hold_key, future.result())
-            if isinstance(concluded, _AskAgain):
+            concluded = steps.conclude(self.run, ready, hold_key, future.result())
+            if isinstance(concluded, steps.AskAgain):
                 self.again.append(concluded)
             else:
                 self.item_done(concluded)
@@ -460,7 +245,7 @@ class _Flight:
         while self.again:
             waiting = self.again.pop()
             assert waiting.ready.first is not None
-            _write(self.run, waiting.ready, waiting.hold_key, waiting.ready.first)
+            steps.write(self.run, waiting.ready, waiting.hold_key, waiting.ready.first)
             self.item_done(True)
 
     def lease_tokens(self) -> list[uuid.UUID]:
@@ -484,7 +269,7 @@ _STATE_CHECK_SECONDS = 1.0
 
 
 def _admit(
-    flight: _Flight, ready: _Ready, *, still_running: Callable[[], bool]
+    flight: _Flight, ready: steps.Ready, *, still_running: Callable[[], bool]
 ) -> bool | ProviderError:
     """Wait for the shared limiter to admit this call, concluding finished calls meanwhile.
 
@@ -516,7 +301,7 @@ def _admit(
 
 
 def _work(
-    run: _Run, *, deadline: float | None, on_item: Callable[[], None] | None = None
+    run: steps.Run, *, deadline: float | None, on_item: Callable[[], None] | None = None
 ) -> tuple[int, bool]:
     """The runner's loop; returns how many items it worked (for the log) and whether it
     handed over to a new task.
@@ -607,24 +392,24 @@ def _work(
                     let_go(batch[index:])
                     hand_over = state == JobState.RUNNING and over_time()
                     return hand_over
-                ready = _prepare(run, item)
-                if not isinstance(ready, _Ready):
+                ready = steps.prepare(run, item)
+                if not isinstance(ready, steps.Ready):
                     unsent.remove(item)
                     flight.item_done(ready)
                     continue
                 admitted = _admit(flight, ready, still_running=still_running)
                 if isinstance(admitted, ProviderError):
                     unsent.remove(item)
-                    verdict = _after_provider_error(run, ready.item, admitted)
+                    verdict = steps.after_provider_error(run, ready.item, admitted)
                     if verdict == "heuristic":
-                        _finish_with_heuristic(run, ready.item, ready.asset)
+                        steps.finish_with_heuristic(run, ready.item, ready.asset)
                     flight.item_done(verdict != "stop")
                     continue
                 if not admitted:
                     let_go([ready.item, *batch[index + 1 :]], first_opened=True)
                     hand_over = not flight.stopped and over_time()
                     return hand_over
-                hold_key = _reserve(run, ready)
+                hold_key = steps.reserve(run, ready)
                 unsent.remove(item)
                 if not isinstance(hold_key, str):
                     flight.item_done(hold_key)
@@ -641,66 +426,3 @@ def _work(
     if handed_over:
         jobs.dispatch(job)
     return flight.worked, handed_over
-
-
-# -- undo --------------------------------------------------------------------------------
-
-# Undo items are local work (a few queries per batch, one UPDATE per image, no provider):
-# large claims, written in chunks of one transaction each, the job's state re-read before
-# each chunk so pause and cancel still stop it within a fraction of a second.
-UNDO_BATCH = 100
-UNDO_CHUNK = 25
-
-
-def _work_undo(
-    job: RegenerationJob,
-    *,
-    token: uuid.UUID,
-    deadline: float | None,
-    on_item: Callable[[], None] | None = None,
-) -> tuple[int, bool]:
-    """The undo runner's loop: claim, undo in chunks, complete. Never calls a provider,
-    never touches credits. Returns how many items it worked and whether it handed over."""
-    job_id, worked, hand_over = job.pk, 0, False
-    if job.undo_of_id is None:
-        with contextlib.suppress(IllegalTransition):
-            jobs.fail(job, reason="The job this undo was for no longer exists.")
-        return 0, False
-    try:
-        while True:
-            if jobs.heartbeat(job_id=job_id, runner_token=token) != JobState.RUNNING:
-                return worked, False
-            if deadline is not None and time.monotonic() >= deadline:
-                hand_over = True
-                break
-            # No image is opened: the attempt is counted as the items are claimed.
-            batch = items.claim(
-                job_id=job_id,
-                batch_size=UNDO_BATCH,
-                lease_seconds=jobs.lease_seconds(),
-                count_attempt=True,
-            )
-            if not batch:
-                jobs.complete_if_done(job)
-                return worked, False
-            for start_at in range(0, len(batch), UNDO_CHUNK):
-                if start_at and (
-                    jobs.heartbeat(job_id=job_id, runner_token=token, touch=False)
-                    != JobState.RUNNING
-                ):
-                    for rest in batch[start_at:]:
-                        items.release_item(
-                            item_id=rest.id, lease_token=rest.lease_token, opened=True
-                        )
-                    return worked, False
-                chunk = batch[start_at : start_at + UNDO_CHUNK]
-                items.finish_undo_items(items=chunk, job=job)
-                worked += len(chunk)
-                if on_item is not None:
-                    on_item()  # once per chunk: a progress bar reads the counts
-    finally:
-        if hand_over and jobs.heartbeat(job_id=job_id, runner_token=token) == JobState.RUNNING:
-            jobs.dispatch(job)
-        else:
-            hand_over = False
-    return worked, hand_over

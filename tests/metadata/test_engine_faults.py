@@ -23,7 +23,17 @@ from django.utils import timezone
 from billing import ledger
 from billing.models import Account, CreditHold, HoldState
 from mediaopt.library.models import MediaAsset
-from metadata import generation, items, jobs, ratelimit, ratelimit_backends, recovery, runner, tasks
+from metadata import (
+    generation,
+    items,
+    jobs,
+    ratelimit,
+    ratelimit_backends,
+    recovery,
+    runner,
+    steps,
+    tasks,
+)
 from metadata.models import ItemState, JobItem, JobState, RegenerationJob
 from metadata.ratelimit import Limiter
 from metadata.ratelimit_backends import DatabaseBackend, Limits
@@ -59,14 +69,14 @@ def test_cancel_while_calls_are_in_flight_ends_every_item_whatever_the_calls_ans
     assets = make_assets(4)
     job = new_job(assets)
     fake_openai_settings.script([500, 429, Fault.broken_json(), 500])
-    real_conclude = runner._conclude
+    real_conclude = steps.conclude
 
     def cancel_then_conclude(run, ready, hold_key, call):
         if RegenerationJob.objects.get(pk=job.pk).state != JobState.CANCELLED:
             jobs.cancel(RegenerationJob.objects.get(pk=job.pk))  # the user pressed Cancel
         return real_conclude(run, ready, hold_key, call)
 
-    monkeypatch.setattr(runner, "_conclude", cancel_then_conclude)
+    monkeypatch.setattr(steps, "conclude", cancel_then_conclude)
     runner.run_inline(job)
 
     job.refresh_from_db()
@@ -259,7 +269,7 @@ def test_a_duplicate_delivery_of_the_runner_task_exits_at_once(
         return real_claim(**kw)
 
     monkeypatch.setattr(items, "claim", claim)
-    real_conclude = runner._conclude
+    real_conclude = steps.conclude
     delivered_twice = []
 
     def conclude(run, ready, hold_key, call):
@@ -272,7 +282,7 @@ def test_a_duplicate_delivery_of_the_runner_task_exits_at_once(
                 inside_duplicate.on = False
         return real_conclude(run, ready, hold_key, call)
 
-    monkeypatch.setattr(runner, "_conclude", conclude)
+    monkeypatch.setattr(steps, "conclude", conclude)
     tasks.run_job(*args[1:], **delivery)
 
     job.refresh_from_db()
