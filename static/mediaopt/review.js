@@ -44,10 +44,18 @@
   // A swapped card keeps the focus, so the next key acts on it; an edit form starts in
   // its first field. After settling, not swapping: only then has htmx wired the new
   // card's buttons, and a key pressed earlier would submit the plain form.
-  document.addEventListener("htmx:afterSettle", function (event) {
-    var card = event.detail.elt && event.detail.elt.id
-      ? document.getElementById(event.detail.elt.id)
+  // The swapped card's id, remembered before the swap: the element that asked (a button
+  // inside the old card) is gone once the new card is in.
+  var swapped = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    swapped = target && target.classList && target.classList.contains("mediaopt-review-card")
+      ? target.id
       : null;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    var card = swapped ? document.getElementById(swapped) : null;
+    swapped = null;
     if (!card || !card.classList.contains("mediaopt-review-card")) return;
     var field = card.querySelector("textarea");
     (field || card).focus();
