@@ -8,6 +8,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
+from django_q.conf import Conf
 from playwright.sync_api import Page, expect
 
 from mediaopt.library import ingest
@@ -176,3 +177,31 @@ def test_a_viewer_reads_the_screen_without_buttons(page: Page, superuser):
     expect(card(page, proposal).get_by_role("button")).to_have_count(0)
     expect(page.get_by_role("button", name="Approve all without findings")).to_have_count(0)
     assert serious(page) == []
+
+
+def test_a_review_mode_job_from_the_confirmation_page_waits_then_lands(
+    admin_page: Page, fake_openai_settings, monkeypatch
+):
+    page = admin_page
+    page.set_viewport_size({"width": 1366, "height": 768})
+    monkeypatch.setattr(Conf, "SYNC", True)  # the job runs in the live server's thread
+    for index, color in enumerate(("teal", "olive")):
+        intake.import_file(
+            source=factories.jpeg(160, 120, color=color), original_name=f"IMG_00{index}.jpg"
+        )
+    page.goto(reverse("admin:mediaopt_mediaasset_changelist"))
+    page.locator("#action-toggle").check()
+    page.locator("select[name='action']").select_option(label="Regenerate metadata with AI")
+    page.locator("button[name='index']").click()
+    page.get_by_label("Let me review the results before they are written").check()
+    page.get_by_role("button", name="Yes, regenerate").click()
+
+    # Nothing landed: the results wait for review.
+    assert not MediaAsset.objects.exclude(alt_text="").exists()
+    job = Proposal.objects.first().job
+    page.goto(reverse("admin:metadata_proposal_changelist") + f"?job={job.pk}")
+    expect(page.locator(".mediaopt-review-card")).to_have_count(2)
+    page.get_by_role("button", name=f"Approve all without findings in job #{job.pk}").click()
+    expect(page.locator(".mediaopt-review-card")).to_have_count(0)
+    page.goto(reverse("admin:mediaopt_mediaasset_changelist"))
+    expect(page.locator("#result_list")).to_contain_text("scene with a")

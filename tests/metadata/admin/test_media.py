@@ -641,3 +641,16 @@ def test_deleting_an_image_a_job_holds_says_which_job_first(admin_client):
         CHANGELIST, {"action": "delete_selected", "_selected_action": [asset.pk]}
     )
     assert f"job #{job.pk}" in action.content.decode()
+
+
+@pytest.mark.parametrize("query", ["needs_review=yes", "ai_language=other"])
+def test_the_review_and_language_filters_cost_the_same_at_100_and_10000(admin_client, query):
+
+    def queries(n: int, start: int) -> int:
+        factories.bare_assets(n, start=start)
+        admin_client.get(f"{CHANGELIST}?{query}")  # the session and settings, once
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(f"{CHANGELIST}?{query}").status_code == 200
+        return len(captured)
+
+    assert queries(100, 0) == queries(9_900, 100_000)
