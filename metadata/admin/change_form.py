@@ -8,7 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -72,6 +72,10 @@ def revision_number(revision_id: int | None) -> int | None:
     return MetadataRevision.objects.filter(pk=revision_id).values_list("number", flat=True).first()
 
 
+# How many revisions the image's page lists; the history page has the rest.
+INLINE_REVISIONS = 10
+
+
 class RevisionInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The asset's history, newest first. Read-only: revisions are append-only."""
 
@@ -98,7 +102,10 @@ class RevisionInline(ReadOnlyAdminMixin, admin.TabularInline):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("actor")
+        # The latest few: an image with hundreds of revisions would render them all (half
+        # a second and half a megabyte at 200); the full history page pages through them.
+        latest = F("asset__current_revision__number") - INLINE_REVISIONS
+        return super().get_queryset(request).filter(number__gt=latest).select_related("actor")
 
     @admin.display(description="changed")
     def changed_fields_display(self, revision: MetadataRevision) -> str:

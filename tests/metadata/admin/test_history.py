@@ -608,3 +608,16 @@ def test_the_job_filter_costs_the_same_queries_at_any_number_of_jobs(admin_clien
     for i in range(1, 25):
         generated(imported(start=i), job=finished_job(), alt_text=f"AI {i}")
     assert queries(f"job={job.pk}&revised=yes") == few
+
+
+def test_the_image_page_lists_only_the_latest_revisions(admin_client):
+    from metadata.admin.change_form import INLINE_REVISIONS
+    from tests.revision_builders import generated, imported
+
+    (asset,) = imported(1, start=900)
+    for index in range(INLINE_REVISIONS + 5):
+        generated(asset, None, alt_text=f"Version {index}")
+    response = admin_client.get(reverse("admin:mediaopt_mediaasset_change", args=[asset.pk]))
+    inline = response.context["inline_admin_formsets"][0].formset
+    numbers = sorted(form.instance.number for form in inline.forms)
+    assert len(numbers) == INLINE_REVISIONS and numbers[-1] == INLINE_REVISIONS + 6
