@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.urls import reverse
 
-from billing import gate, ledger
+from billing import estimate, gate, ledger
 from billing.models import Account
 
 GRANT_PERMISSION = "billing.grant_credits"
@@ -59,7 +59,7 @@ def ai_status(
             mode=mode,
         )
     if decision.mode == gate.Mode.AI_BYOK:
-        usage = ledger.month_usage(account)
+        usage = estimate.month_usage(account)
         used = usage.used + usage.held
         if usage.cap is None:
             sentence = f"BYOK: your own key, {used:,} requests this month."

@@ -22,7 +22,9 @@ def recover() -> None:
 def prune_revisions() -> int:
     removed = revisions.prune()
     expired = proposals.expire(days=Settings.objects.current().revisions_keep_days)
-    logger.info("prune_revisions: %s revision(s) removed, %s proposal(s) expired", removed, expired)
+    logger.info("prune_revisions: %s revision(s) removed", removed)
+    if expired:
+        logger.info("prune_revisions: %s proposal(s) waited too long and expired", expired)
     return removed
 
 
