@@ -209,6 +209,17 @@ def complete_if_done(job: RegenerationJob) -> bool:
 # -- creating ----------------------------------------------------------------------------
 
 
+def delete_stale_drafts(*, older_than: datetime) -> int:
+    """Delete drafts created before ``older_than``: confirmation pages nobody confirmed.
+
+    Conditional on the state, so a draft enqueued meanwhile stays.
+    """
+    deleted, _ = RegenerationJob.objects.filter(
+        state=JobState.DRAFT, created_at__lt=older_than
+    ).delete()
+    return deleted
+
+
 def create_draft(
     *,
     kind: str,

@@ -82,7 +82,13 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).with_progress()
+        jobs = super().get_queryset(request).with_progress()
+        # The list shows jobs someone asked for; a draft's own page still opens (its
+        # confirmation page links to it).
+        match = request.resolver_match
+        if match is not None and match.url_name.endswith("_changelist"):
+            return jobs.listed()
+        return jobs
 
     @admin.display(description="progress")
     def progress_display(self, job: RegenerationJob) -> str:

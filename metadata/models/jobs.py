@@ -82,6 +82,10 @@ def _item_count(**filters) -> Coalesce:
 
 
 class RegenerationJobQuerySet(models.QuerySet):
+    def listed(self) -> RegenerationJobQuerySet:
+        """Jobs a user asked for: a draft is an unconfirmed confirmation page, not a job."""
+        return self.exclude(state=JobState.DRAFT)
+
     def unfinished(self) -> RegenerationJobQuerySet:
         return self.filter(state__in=[JobState.QUEUED, JobState.RUNNING])
 
@@ -106,7 +110,10 @@ class RegenerationJobQuerySet(models.QuerySet):
     def recent_with_progress(self, limit: int = 10) -> RegenerationJobQuerySet:
         """The newest ``limit`` jobs with their counts and who started them, in one query."""
         return (
-            self.with_progress().select_related("created_by").order_by("-created_at", "-id")[:limit]
+            self.listed()
+            .with_progress()
+            .select_related("created_by")
+            .order_by("-created_at", "-id")[:limit]
         )
 
 

@@ -363,7 +363,7 @@ def test_the_list_shows_each_jobs_progress_in_a_constant_number_of_queries(
     admin_client, django_assert_max_num_queries
 ):
     for start, size in ((0, 3), (100, 5), (200, 7)):
-        job = new_job(factories.bare_assets(size, start=start))
+        job = new_job(factories.bare_assets(size, start=start), state=JobState.RUNNING)
         with_states(job, ItemState.SUCCEEDED, ItemState.FAILED)
     with django_assert_max_num_queries(8):
         response = admin_client.get(reverse("admin:metadata_regenerationjob_changelist"))
