@@ -24,7 +24,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from mediaopt.library.admin import ReadOnlyAdminMixin, page_context
 from mediaopt.library.models import MediaAsset
-from metadata import jobs, progress, undo
+from metadata import bulk, jobs, progress, undo
 from metadata.admin.common import (
     STOP_POLLING,
     may_run,
@@ -67,7 +67,6 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             {
                 "fields": (
                     "kind",
-                    "state",
                     "queue",
                     "created_by",
                     "account",
@@ -76,10 +75,10 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
                 )
             },
         ),
-        ("What", {"fields": ("scope", "options")}),
-        ("When", {"fields": ("created_at", "started_at", "finished_at")}),
-        ("Why it stopped", {"fields": ("pause_reason", "error")}),
+        ("What", {"fields": ("scope_display", "options_display")}),
     )
+    # State, pause reason and times are in the polled panel, so nothing below can go stale.
+    readonly_fields = ("scope_display", "options_display")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         jobs = super().get_queryset(request).with_progress()
@@ -93,6 +92,14 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="progress")
     def progress_display(self, job: RegenerationJob) -> str:
         return f"{job.item_done}/{job.item_total}"
+
+    @admin.display(description="scope")
+    def scope_display(self, job: RegenerationJob) -> str:
+        return bulk.describe_scope(job)
+
+    @admin.display(description="options")
+    def options_display(self, job: RegenerationJob) -> str:
+        return progress.describe_options(options=job.options or {})
 
     @admin.display(description="of job")
     def of_job_display(self, job: RegenerationJob) -> str | None:
@@ -148,6 +155,7 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         return {
             "job": job,
             "summary": summary,
+            "skips": progress.skips_by_reason(job=job) if summary.progress.skipped else [],
             "notice": notice,
             "urls": {
                 name: self.job_url(name, job.pk)

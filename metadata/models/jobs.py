@@ -168,7 +168,8 @@ class RegenerationJob(models.Model):
         permissions = [("run_regeneration", "Can start and control regeneration jobs")]
 
     def __str__(self) -> str:
-        return f"Job {self.pk} ({self.get_kind_display()}, {self.get_state_display()})"
+        # No state: the title and breadcrumb are not polled, the panel says the state.
+        return f"Job #{self.pk} ({self.get_kind_display()})"
 
     @property
     def started_by(self) -> str:

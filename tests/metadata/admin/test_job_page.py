@@ -9,8 +9,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from metadata import jobs, recovery
-from metadata.models import JobKind, JobState, RegenerationJob
+from metadata import bulk, jobs, recovery
+from metadata.models import ItemState, JobItem, JobKind, JobState, RegenerationJob
 from tests.factories import bare_assets
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
@@ -50,3 +50,142 @@ def test_recover_removes_drafts_older_than_a_day_and_keeps_the_rest():
         queued.pk,
         young_draft.pk,
     }
+
+
+# -- one truthful job page -----------------------------------------------------------------
+
+STATE_LABELS = dict(JobState.choices)
+QUERIES_OF_THE_PAGE = 13
+
+
+def job_in(state: str, *, size: int = 4, reason: str = "", start: int = 0) -> RegenerationJob:
+    """A job of ``size`` items put into ``state`` as its transitions would leave it."""
+    job = jobs.create_job(
+        kind=JobKind.BULK, asset_ids=[a.pk for a in bare_assets(size, start=start)]
+    ).job
+    if state == JobState.DRAFT:
+        return job
+    jobs.enqueue_inline(job)
+    if state == JobState.QUEUED:
+        return job
+    jobs.start(job)
+    first, second, *_ = job.items.order_by("id")
+    JobItem.objects.filter(pk=first.pk).update(state=ItemState.SUCCEEDED)
+    JobItem.objects.filter(pk=second.pk).update(
+        state=ItemState.SKIPPED, error="nothing to fill: every chosen field has a value"
+    )
+    if state == JobState.PAUSED:
+        jobs.pause(job, reason=reason)
+    elif state == JobState.CANCELLED:
+        jobs.cancel(job)
+    elif state == JobState.FAILED:
+        jobs.fail(job, reason="no model configured")
+    elif state == JobState.COMPLETED:
+        job.items.filter(state=ItemState.PENDING).update(state=ItemState.FAILED, error="refused")
+        assert jobs.complete_if_done(job)
+    job.refresh_from_db()
+    assert job.state == state
+    return job
+
+
+def page(client, job: RegenerationJob) -> str:
+    return client.get(job_link(job)).content.decode()
+
+
+def poll(client, job: RegenerationJob) -> str:
+    url = reverse("admin:metadata_regenerationjob_progress", args=[job.pk])
+    return client.get(url, {"shown": "running"}).content.decode()
+
+
+def between(html: str, start: str, end: str) -> str:
+    return html.split(start, 1)[1].split(end, 1)[0]
+
+
+CASES = [
+    (JobState.QUEUED, ""),
+    (JobState.RUNNING, ""),
+    (JobState.PAUSED, "out of credits: add credits or set your own key"),
+    (JobState.PAUSED, "the provider's rate limit: 429 Too Many Requests"),
+    (JobState.PAUSED, "paused by admin"),
+    (JobState.CANCELLED, ""),
+    (JobState.COMPLETED, ""),
+    (JobState.FAILED, ""),
+]
+
+
+@pytest.mark.parametrize(("state", "reason"), CASES)
+def test_every_state_is_said_once_and_the_same_on_the_page_and_its_poll(
+    admin_client, django_capture_on_commit_callbacks, state, reason
+):
+    with django_capture_on_commit_callbacks(execute=False):
+        job = job_in(state, reason=reason)
+    label = STATE_LABELS[state]
+    for html in (page(admin_client, job), poll(admin_client, job)):
+        assert html.count('class="mediaopt-job-state"') == 1
+        assert f'<dd class="mediaopt-job-state">{label}</dd>' in html
+        assert ("mediaopt-job-pause-reason" in html) == (state == JobState.PAUSED)
+        if state == JobState.PAUSED:
+            assert (
+                f'<dd class="mediaopt-job-pause-reason">{reason}</dd>'.replace("'", "&#x27;")
+                in html
+            )
+        assert ("mediaopt-job-finished" in html) == (job.finished_at is not None)
+        assert ("mediaopt-job-started" in html) and (
+            ("not yet" in between(html, 'class="mediaopt-job-started">', "</dd>"))
+            == (job.started_at is None)
+        )
+    html = page(admin_client, job)
+    # The title and breadcrumb are not polled: they name no state that could go stale.
+    head = between(html, "<title>", "</title>") + between(html, 'class="breadcrumbs"', "</div>")
+    for other in STATE_LABELS.values():
+        assert other not in head
+    # Nothing below the panel repeats a state or times of its own.
+    assert "Pause reason:" not in html and "Finished at:" not in html
+
+
+def test_a_cancelled_job_says_what_it_did_not_a_percentage(
+    admin_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False):
+        job = job_in(JobState.CANCELLED, size=25)
+    html = page(admin_client, job)
+    assert '<strong class="mediaopt-job-done">2 of 25</strong> worked before the cancel' in html
+    assert "% done" not in html and "done (" not in html
+    assert "23 images not processed" in html
+
+
+def test_skips_are_counted_by_reason(admin_client, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        job = job_in(JobState.COMPLETED, size=6)
+    JobItem.objects.filter(job=job, state=ItemState.FAILED).update(
+        state=ItemState.SKIPPED, error="the image is busy in another job"
+    )
+    skips = between(page(admin_client, job), '<ul class="mediaopt-job-skips">', "</ul>")
+    assert skips == (
+        "<li>the image is busy in another job: 4</li>"
+        "<li>nothing to fill: every chosen field has a value: 1</li>"
+    )
+
+
+def test_scope_and_options_are_words_never_json(admin_client):
+    job = jobs.create_job(
+        kind=JobKind.BULK,
+        asset_ids=[a.pk for a in bare_assets(3)],
+        options={"fields": ["alt_text", "title"], "strategy": "fill_empty", "language": "de"},
+    ).job
+    jobs.enqueue_inline(job)
+    html = page(admin_client, job)
+    assert "Fill empty fields only; Alt text, title; German (de)" in html
+    assert '"ids"' not in html and "&quot;ids&quot;" not in html
+    assert bulk.describe_scope(job) in html
+
+
+@pytest.mark.parametrize("size", [10, 10_000])
+def test_the_job_page_costs_the_same_queries_at_10_and_10000_items(
+    admin_client, django_capture_on_commit_callbacks, django_assert_num_queries, size
+):
+    with django_capture_on_commit_callbacks(execute=False):
+        job = job_in(JobState.COMPLETED, size=size)
+    with django_assert_num_queries(QUERIES_OF_THE_PAGE):
+        response = admin_client.get(job_link(job))
+    assert f"{size} of {size}</strong> done" in response.content.decode()

@@ -240,8 +240,9 @@ def test_the_progress_poll_costs_the_same_queries_at_10_and_2000_items(
     size, admin_client, django_assert_num_queries
 ):
     job = job_with_some_of_everything(size)
-    # Session, user, the job (its counts are subqueries), item counts, ledger, failures.
-    with django_assert_num_queries(6):
+    # Session, user, the job (its counts are subqueries), item counts, ledger, failures,
+    # skip reasons.
+    with django_assert_num_queries(7):
         response = admin_client.get(job_url("progress", job), {"shown": "running"})
     assert response.status_code == 200
     assert f"4 of {size}</strong>" in response.content.decode()
