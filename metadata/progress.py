@@ -113,7 +113,9 @@ class Summary:
         return self.progress.failed - len(self.failures)
 
 
-def failures(job: RegenerationJob, *, limit: int | None = FAILURES_SHOWN) -> list[Failure]:
+def failures(
+    job: RegenerationJob, *, limit: int | None = FAILURES_SHOWN, offset: int = 0
+) -> list[Failure]:
     """The job's failed items with their reasons, in item order (one query)."""
     rows = (
         JobItem.objects.filter(job_id=job.pk, state=ItemState.FAILED)
@@ -121,7 +123,7 @@ def failures(job: RegenerationJob, *, limit: int | None = FAILURES_SHOWN) -> lis
         .values_list("id", "asset_id", "asset__original_name", "error")
     )
     if limit is not None:
-        rows = rows[:limit]
+        rows = rows[offset : offset + limit]
     return [
         Failure(item_id=item_id, asset_id=asset_id, name=name, reason=error)
         for item_id, asset_id, name, error in rows

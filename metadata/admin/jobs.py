@@ -32,10 +32,13 @@ from metadata.admin.common import (
 from metadata.admin.undo import UndoMixin
 from metadata.models import (
     FINAL_JOB_STATES,
+    ItemState,
     JobKind,
     JobState,
     RegenerationJob,
 )
+
+FAILURES_PER_PAGE = 100
 
 
 @admin.register(RegenerationJob)
@@ -47,6 +50,7 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     panel_template = "admin/metadata/regenerationjob/job_panel.html"
     progress_template = "admin/metadata/regenerationjob/job_progress.html"
     cancel_template = "admin/metadata/regenerationjob/cancel_confirmation.html"
+    failures_template = "admin/metadata/regenerationjob/failures.html"
 
     list_display = (
         "id",
@@ -119,6 +123,7 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             "cancel": self.cancel_view,
             "retry_failed": self.retry_failed_view,
             "undo": self.undo_view,
+            "failures": self.failures_view,
         }
         # Before super()'s: its "<path:object_id>/" would swallow "5/pause/".
         return [
@@ -159,7 +164,7 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             "notice": notice,
             "urls": {
                 name: self.job_url(name, job.pk)
-                for name in ("progress", "pause", "resume", "cancel", "retry_failed")
+                for name in ("progress", "pause", "resume", "cancel", "retry_failed", "failures")
             },
             "controls": {
                 "pause": runs and state in {JobState.QUEUED, JobState.RUNNING},
@@ -222,6 +227,36 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             if job is not None:
                 extra_context["panel"] = self.panel_context(request, job)
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def failures_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Every failed image of the job with its reason, a page at a time."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = self._job(request, object_id)
+        total = job.items.filter(state=ItemState.FAILED).count()
+        page_count = max(1, -(-total // FAILURES_PER_PAGE))
+        try:
+            number = min(max(1, int(request.GET.get("page", "1"))), page_count)
+        except ValueError:
+            number = 1
+        link = self.job_url("failures", job.pk)
+        context = page_context(
+            self,
+            request,
+            title=f"Failed images of job #{job.pk}",
+            obj=job,
+            original=job,
+            change_url=self.job_url("change", job.pk),
+            failures=progress.failures(
+                job, limit=FAILURES_PER_PAGE, offset=(number - 1) * FAILURES_PER_PAGE
+            ),
+            total=total,
+            number=number,
+            page_count=page_count,
+            previous_url=f"{link}?page={number - 1}" if number > 1 else "",
+            next_url=f"{link}?page={number + 1}" if number < page_count else "",
+        )
+        return TemplateResponse(request, self.failures_template, context)
 
     def progress_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The panel's poll: 200 while the job may still move, 286 (stop) once it is final.

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from metadata import bulk, jobs, recovery
+from metadata.admin.jobs import FAILURES_PER_PAGE
 from metadata.models import ItemState, JobItem, JobKind, JobState, RegenerationJob
 from tests.factories import bare_assets
 
@@ -189,3 +190,26 @@ def test_the_job_page_costs_the_same_queries_at_10_and_10000_items(
     with django_assert_num_queries(QUERIES_OF_THE_PAGE):
         response = admin_client.get(job_link(job))
     assert f"{size} of {size}</strong> done" in response.content.decode()
+
+
+def test_every_failed_image_is_browsable_a_page_at_a_time(
+    admin_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False):
+        job = job_in(JobState.COMPLETED, size=FAILURES_PER_PAGE + 7)
+    failed = list(job.items.filter(state=ItemState.FAILED).order_by("id"))
+    assert len(failed) == FAILURES_PER_PAGE + 5
+    url = reverse("admin:metadata_regenerationjob_failures", args=[job.pk])
+    assert f'href="{url}">all {len(failed)} failed images</a>' in page(admin_client, job)
+    first = admin_client.get(url).content.decode()
+    second = admin_client.get(url, {"page": 2}).content.decode()
+    shown = [
+        item
+        for item in failed
+        if reverse("admin:mediaopt_mediaasset_change", args=[item.asset_id]) + '"' in first
+    ]
+    assert shown == failed[:FAILURES_PER_PAGE]
+    assert first.count("<tr><td>") == FAILURES_PER_PAGE and second.count("<tr><td>") == 5
+    assert f'href="{url}?page=2" rel="next"' in first and 'rel="next"' not in second
+    assert f'href="{url}?page=1" rel="prev"' in second
+    assert f"{len(failed)} failed images; page 2 of 2." in second
