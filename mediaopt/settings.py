@@ -257,3 +257,12 @@ LOGGING = {
         "httpx2": {"level": "WARNING"},
     },
 }
+
+# Job notifications go out through Django's mail; the console backend until an operator
+# configures a real one.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "mediaopt@localhost")
+# A job that finished sooner than this was watched: nobody is told about it.
+MEDIAOPT_NOTIFY_AFTER_SECONDS = env_int("MEDIAOPT_NOTIFY_AFTER_SECONDS", 60)

@@ -107,6 +107,13 @@ def _move_job(job: RegenerationJob, *, to: str, sources: set[str], **fields) -> 
     job.refresh_from_db()
 
 
+def _notify_on_commit(job: RegenerationJob) -> None:
+    from metadata import notifications
+
+    job_id = job.pk
+    transaction.on_commit(lambda: notifications.notify_transition(job_id=job_id))
+
+
 def dispatch(job: RegenerationJob, *, now: datetime | None = None) -> None:
     """Hand "run job J" to the job's cluster once the current transaction commits.
 
@@ -151,6 +158,7 @@ def pause(job: RegenerationJob, *, reason: str) -> None:
     _move_job(
         job, to=JobState.PAUSED, sources={JobState.QUEUED, JobState.RUNNING}, pause_reason=reason
     )
+    _notify_on_commit(job)
 
 
 def resume(job: RegenerationJob) -> None:
@@ -186,6 +194,7 @@ def fail(job: RegenerationJob, *, reason: str) -> None:
         JobItem.objects.filter(job=job, state=ItemState.PENDING).update(
             state=ItemState.CANCELLED, error=reason, updated_at=timezone.now()
         )
+    _notify_on_commit(job)
 
 
 def start(job: RegenerationJob) -> None:
@@ -203,10 +212,23 @@ def complete_if_done(job: RegenerationJob) -> bool:
         .update(state=JobState.COMPLETED, finished_at=now, updated_at=now)
     )
     job.refresh_from_db()
+    if moved == 1:
+        _notify_on_commit(job)
     return moved == 1
 
 
 # -- creating ----------------------------------------------------------------------------
+
+
+def delete_stale_drafts(*, older_than: datetime) -> int:
+    """Delete drafts created before ``older_than``: confirmation pages nobody confirmed.
+
+    Conditional on the state, so a draft enqueued meanwhile stays.
+    """
+    deleted, _ = RegenerationJob.objects.filter(
+        state=JobState.DRAFT, created_at__lt=older_than
+    ).delete()
+    return deleted
 
 
 def create_draft(

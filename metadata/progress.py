@@ -10,7 +10,9 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
+from django.utils.translation import get_language_info
 
+from mediaopt.library.fields import LABELS
 from metadata.models import (
     FINAL_JOB_STATES,
     WORKED_ITEM_STATES,
@@ -18,7 +20,10 @@ from metadata.models import (
     JobItem,
     JobState,
     RegenerationJob,
+    Strategy,
 )
+
+SKIP_REASONS_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,11 @@ class Progress:
     @property
     def done(self) -> int:
         return self.succeeded + self.skipped + self.failed + self.cancelled
+
+    @property
+    def worked(self) -> int:
+        """Items a runner finished, whatever the outcome: what a cancelled job did."""
+        return self.succeeded + self.skipped + self.failed
 
     @property
     def remaining(self) -> int:
@@ -103,7 +113,9 @@ class Summary:
         return self.progress.failed - len(self.failures)
 
 
-def failures(job: RegenerationJob, *, limit: int | None = FAILURES_SHOWN) -> list[Failure]:
+def failures(
+    job: RegenerationJob, *, limit: int | None = FAILURES_SHOWN, offset: int = 0
+) -> list[Failure]:
     """The job's failed items with their reasons, in item order (one query)."""
     rows = (
         JobItem.objects.filter(job_id=job.pk, state=ItemState.FAILED)
@@ -111,7 +123,7 @@ def failures(job: RegenerationJob, *, limit: int | None = FAILURES_SHOWN) -> lis
         .values_list("id", "asset_id", "asset__original_name", "error")
     )
     if limit is not None:
-        rows = rows[:limit]
+        rows = rows[offset : offset + limit]
     return [
         Failure(item_id=item_id, asset_id=asset_id, name=name, reason=error)
         for item_id, asset_id, name, error in rows
@@ -170,3 +182,42 @@ def job_summary(
         seconds_left=seconds_left,
         failures=failures(job, limit=failures_shown) if counted.failed else [],
     )
+
+
+def skips_by_reason(
+    *, job: RegenerationJob, limit: int = SKIP_REASONS_SHOWN
+) -> list[tuple[str, int]]:
+    """Why the job's images were skipped, the commonest reasons first: one GROUP BY."""
+    rows = (
+        JobItem.objects.filter(job=job, state=ItemState.SKIPPED)
+        .order_by()
+        .values("error")
+        .annotate(n=Count("id"))
+        .order_by("-n", "error")[:limit]
+    )
+    return [(row["error"] or "no reason recorded", row["n"]) for row in rows]
+
+
+def _language_name(code: str) -> str:
+    try:
+        return f"{get_language_info(code)['name']} ({code})"
+    except KeyError:
+        return code
+
+
+def describe_options(*, options: dict) -> str:
+    """A job's options in words, e.g. "Fill empty fields only; alt text, title; German (de)"."""
+    strategy = options.get("strategy", Strategy.FILL_EMPTY)
+    parts = [Strategy(strategy).label if strategy in Strategy.values else strategy]
+    if options.get("force"):
+        parts.append("also fields edited by hand")
+    fields = [LABELS.get(name, name) for name in options.get("fields", [])]
+    if fields:
+        parts.append(", ".join([fields[0], *(label.lower() for label in fields[1:])]))
+    if options.get("language"):
+        parts.append(_language_name(options["language"]))
+    if options.get("focus_keywords"):
+        parts.append(f"focus keywords: {options['focus_keywords']}")
+    if options.get("review"):
+        parts.append("every result waits for review")
+    return "; ".join(parts)

@@ -24,7 +24,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from mediaopt.library.admin import ReadOnlyAdminMixin, page_context
 from mediaopt.library.models import MediaAsset
-from metadata import jobs, progress, undo
+from metadata import bulk, jobs, progress, undo
 from metadata.admin.common import (
     STOP_POLLING,
     may_run,
@@ -32,10 +32,13 @@ from metadata.admin.common import (
 from metadata.admin.undo import UndoMixin
 from metadata.models import (
     FINAL_JOB_STATES,
+    ItemState,
     JobKind,
     JobState,
     RegenerationJob,
 )
+
+FAILURES_PER_PAGE = 100
 
 
 @admin.register(RegenerationJob)
@@ -47,6 +50,7 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     panel_template = "admin/metadata/regenerationjob/job_panel.html"
     progress_template = "admin/metadata/regenerationjob/job_progress.html"
     cancel_template = "admin/metadata/regenerationjob/cancel_confirmation.html"
+    failures_template = "admin/metadata/regenerationjob/failures.html"
 
     list_display = (
         "id",
@@ -67,7 +71,6 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             {
                 "fields": (
                     "kind",
-                    "state",
                     "queue",
                     "created_by",
                     "account",
@@ -76,17 +79,31 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
                 )
             },
         ),
-        ("What", {"fields": ("scope", "options")}),
-        ("When", {"fields": ("created_at", "started_at", "finished_at")}),
-        ("Why it stopped", {"fields": ("pause_reason", "error")}),
+        ("What", {"fields": ("scope_display", "options_display")}),
     )
+    # State, pause reason and times are in the polled panel, so nothing below can go stale.
+    readonly_fields = ("scope_display", "options_display")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).with_progress()
+        jobs = super().get_queryset(request).with_progress()
+        # The list shows jobs someone asked for; a draft's own page still opens (its
+        # confirmation page links to it).
+        match = request.resolver_match
+        if match is not None and match.url_name.endswith("_changelist"):
+            return jobs.listed()
+        return jobs
 
     @admin.display(description="progress")
     def progress_display(self, job: RegenerationJob) -> str:
         return f"{job.item_done}/{job.item_total}"
+
+    @admin.display(description="scope")
+    def scope_display(self, job: RegenerationJob) -> str:
+        return bulk.describe_scope(job)
+
+    @admin.display(description="options")
+    def options_display(self, job: RegenerationJob) -> str:
+        return progress.describe_options(options=job.options or {})
 
     @admin.display(description="of job")
     def of_job_display(self, job: RegenerationJob) -> str | None:
@@ -106,6 +123,7 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             "cancel": self.cancel_view,
             "retry_failed": self.retry_failed_view,
             "undo": self.undo_view,
+            "failures": self.failures_view,
         }
         # Before super()'s: its "<path:object_id>/" would swallow "5/pause/".
         return [
@@ -142,10 +160,11 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         return {
             "job": job,
             "summary": summary,
+            "skips": progress.skips_by_reason(job=job) if summary.progress.skipped else [],
             "notice": notice,
             "urls": {
                 name: self.job_url(name, job.pk)
-                for name in ("progress", "pause", "resume", "cancel", "retry_failed")
+                for name in ("progress", "pause", "resume", "cancel", "retry_failed", "failures")
             },
             "controls": {
                 "pause": runs and state in {JobState.QUEUED, JobState.RUNNING},
@@ -208,6 +227,36 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             if job is not None:
                 extra_context["panel"] = self.panel_context(request, job)
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def failures_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Every failed image of the job with its reason, a page at a time."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = self._job(request, object_id)
+        total = job.items.filter(state=ItemState.FAILED).count()
+        page_count = max(1, -(-total // FAILURES_PER_PAGE))
+        try:
+            number = min(max(1, int(request.GET.get("page", "1"))), page_count)
+        except ValueError:
+            number = 1
+        link = self.job_url("failures", job.pk)
+        context = page_context(
+            self,
+            request,
+            title=f"Failed images of job #{job.pk}",
+            obj=job,
+            original=job,
+            change_url=self.job_url("change", job.pk),
+            failures=progress.failures(
+                job, limit=FAILURES_PER_PAGE, offset=(number - 1) * FAILURES_PER_PAGE
+            ),
+            total=total,
+            number=number,
+            page_count=page_count,
+            previous_url=f"{link}?page={number - 1}" if number > 1 else "",
+            next_url=f"{link}?page={number + 1}" if number < page_count else "",
+        )
+        return TemplateResponse(request, self.failures_template, context)
 
     def progress_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The panel's poll: 200 while the job may still move, 286 (stop) once it is final.

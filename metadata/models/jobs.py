@@ -82,6 +82,10 @@ def _item_count(**filters) -> Coalesce:
 
 
 class RegenerationJobQuerySet(models.QuerySet):
+    def listed(self) -> RegenerationJobQuerySet:
+        """Jobs a user asked for: a draft is an unconfirmed confirmation page, not a job."""
+        return self.exclude(state=JobState.DRAFT)
+
     def unfinished(self) -> RegenerationJobQuerySet:
         return self.filter(state__in=[JobState.QUEUED, JobState.RUNNING])
 
@@ -106,7 +110,10 @@ class RegenerationJobQuerySet(models.QuerySet):
     def recent_with_progress(self, limit: int = 10) -> RegenerationJobQuerySet:
         """The newest ``limit`` jobs with their counts and who started them, in one query."""
         return (
-            self.with_progress().select_related("created_by").order_by("-created_at", "-id")[:limit]
+            self.listed()
+            .with_progress()
+            .select_related("created_by")
+            .order_by("-created_at", "-id")[:limit]
         )
 
 
@@ -161,7 +168,8 @@ class RegenerationJob(models.Model):
         permissions = [("run_regeneration", "Can start and control regeneration jobs")]
 
     def __str__(self) -> str:
-        return f"Job {self.pk} ({self.get_kind_display()}, {self.get_state_display()})"
+        # No state: the title and breadcrumb are not polled, the panel says the state.
+        return f"Job #{self.pk} ({self.get_kind_display()})"
 
     @property
     def started_by(self) -> str:

@@ -240,8 +240,9 @@ def test_the_progress_poll_costs_the_same_queries_at_10_and_2000_items(
     size, admin_client, django_assert_num_queries
 ):
     job = job_with_some_of_everything(size)
-    # Session, user, the job (its counts are subqueries), item counts, ledger, failures.
-    with django_assert_num_queries(6):
+    # Session, user, the job (its counts are subqueries), item counts, ledger, failures,
+    # skip reasons.
+    with django_assert_num_queries(7):
         response = admin_client.get(job_url("progress", job), {"shown": "running"})
     assert response.status_code == 200
     assert f"4 of {size}</strong>" in response.content.decode()
@@ -363,7 +364,7 @@ def test_the_list_shows_each_jobs_progress_in_a_constant_number_of_queries(
     admin_client, django_assert_max_num_queries
 ):
     for start, size in ((0, 3), (100, 5), (200, 7)):
-        job = new_job(factories.bare_assets(size, start=start))
+        job = new_job(factories.bare_assets(size, start=start), state=JobState.RUNNING)
         with_states(job, ItemState.SUCCEEDED, ItemState.FAILED)
     with django_assert_max_num_queries(8):
         response = admin_client.get(reverse("admin:metadata_regenerationjob_changelist"))
