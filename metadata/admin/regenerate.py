@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
@@ -19,6 +19,8 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.urls import URLPattern
+from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from mediaopt.library.admin import admin_route, page_context
 from mediaopt.library.fields import (
@@ -56,6 +58,23 @@ class RegenerateMixin:
             admin_route(self, "<path:object_id>/regenerate/", self.regenerate_view, "regenerate"),
             admin_route(self, "<path:object_id>/job-panel/", self.job_panel_view, "job_panel"),
         ]
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        shown = super().get_list_display(request)
+        if may_run(request) and self.has_change_permission(request):
+            return (*shown, "regenerate_display")
+        return shown
+
+    @admin.display(description="")
+    def regenerate_display(self, asset: MediaAsset) -> str:
+        """A per-row Regenerate: a button of the one form the list template holds (the
+        rows sit inside the actions form, and a form cannot hold another)."""
+        return format_html(
+            '<button type="submit" form="mediaopt-row-regenerate" formaction="{}" '
+            'class="mediaopt-row-tool" aria-label="Regenerate {}">Regenerate</button>',
+            self.view_url("regenerate", asset.pk),
+            asset.original_name,
+        )
 
     def change_view(
         self,
@@ -128,7 +147,7 @@ class RegenerateMixin:
             level = messages.INFO
         if not request.htmx:
             self.message_user(request, message, level)
-            return HttpResponseRedirect(self.view_url("change", asset.pk))
+            return HttpResponseRedirect(_back_to(request) or self.view_url("change", asset.pk))
         # An HTMX click: answer with the panel, which polls while the image has an active
         # item (ours, or the job that already held the image).
         item = JobItem.objects.active_for_asset(asset.pk).select_related("job").first()
@@ -240,6 +259,16 @@ class RegenerateMixin:
             )
             inlines.append(inline)
         return self.get_inline_formsets(request, formsets, inlines, asset)
+
+
+def _back_to(request: HttpRequest) -> str | None:
+    """The page the button was on (the list, with its filters), if it is one of ours."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return None
 
 
 def _asset_id(object_id: str) -> int | None:
