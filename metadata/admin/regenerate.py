@@ -4,22 +4,27 @@ unless the person has typed meanwhile."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.templatetags.admin_list import items_for_result
 from django.contrib.admin.utils import flatten_fieldsets, unquote
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseNotAllowed,
     HttpResponseRedirect,
+    QueryDict,
 )
 from django.template.response import TemplateResponse
 from django.urls import URLPattern
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from mediaopt.library.admin import admin_route, page_context
@@ -57,6 +62,7 @@ class RegenerateMixin:
         return [
             admin_route(self, "<path:object_id>/regenerate/", self.regenerate_view, "regenerate"),
             admin_route(self, "<path:object_id>/job-panel/", self.job_panel_view, "job_panel"),
+            admin_route(self, "<path:object_id>/list-row/", self.list_row_view, "list_row"),
         ]
 
     def get_list_display(self, request: HttpRequest) -> Any:
@@ -65,16 +71,49 @@ class RegenerateMixin:
             return (*shown, "regenerate_display")
         return shown
 
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return BusyRowsChangeList
+
     @admin.display(description="")
     def regenerate_display(self, asset: MediaAsset) -> str:
         """A per-row Regenerate: a button of the one form the list template holds (the
-        rows sit inside the actions form, and a form cannot hold another)."""
+        rows sit inside the actions form, and a form cannot hold another). A busy row
+        polls for itself instead, until its job is done with it."""
+        if getattr(asset, "mediaopt_busy", False):
+            return format_html(
+                '<span class="mediaopt-row-busy" hx-get="{}" hx-trigger="every 2s" '
+                'hx-target="closest tr" hx-swap="outerHTML">Working…</span>',
+                self.view_url("list_row", asset.pk),
+            )
         return format_html(
             '<button type="submit" form="mediaopt-row-regenerate" formaction="{}" '
             'class="mediaopt-row-tool" aria-label="Regenerate {}">Regenerate</button>',
             self.view_url("regenerate", asset.pk),
             asset.original_name,
         )
+
+    def list_row_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """One row of the list as the list draws it; 286 (stop polling) once no job holds
+        the image."""
+        asset_id = _asset_id(object_id)
+        if asset_id is None:
+            raise Http404("No such image.")
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        # The list itself, narrowed to this image: the row comes out cell for cell the same.
+        narrowed = copy.copy(request)
+        narrowed.GET = QueryDict(mutable=True)
+        narrowed.GET["id__exact"] = str(asset_id)
+        listed = self.get_changelist_instance(narrowed)
+        if not listed.result_list:
+            return HttpResponse("", status=STOP_POLLING)
+        asset = listed.result_list[0]
+        row = format_html(
+            "<tr>{}</tr>",
+            format_html_join("", "{}", ((cell,) for cell in items_for_result(listed, asset, None))),
+        )
+        busy = getattr(asset, "mediaopt_busy", False)
+        return HttpResponse(row, status=200 if busy else STOP_POLLING)
 
     def change_view(
         self,
@@ -259,6 +298,17 @@ class RegenerateMixin:
             )
             inlines.append(inline)
         return self.get_inline_formsets(request, formsets, inlines, asset)
+
+
+class BusyRowsChangeList(ChangeList):
+    """The list with each image marked busy while a job holds it: a subquery of the list's
+    own query, so the page costs no query more, however many rows are busy."""
+
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
+        listed = super().get_queryset(request, exclude_parameters)
+        return listed.annotate(
+            mediaopt_busy=Exists(JobItem.objects.active().filter(asset_id=OuterRef("pk")))
+        )
 
 
 def _back_to(request: HttpRequest) -> str | None:

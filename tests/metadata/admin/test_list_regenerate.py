@@ -10,12 +10,15 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from metadata.models import RegenerationJob
+from mediaopt.library.fields import Source
+from metadata import jobs
+from metadata.models import ItemState, JobItem, JobKind, RegenerationJob
 from tests.metadata.admin.test_media import (  # noqa: F401 (sent_tasks: a fixture used by name)
     CHANGELIST,
     add_asset,
     change_url,
     sent_tasks,
+    set_alt_text,
 )
 
 pytestmark = pytest.mark.django_db
@@ -89,3 +92,66 @@ def test_the_buttons_cost_the_list_no_query_per_row(admin_client):
 
     assert page.count('form="mediaopt-row-regenerate"') == 33
     assert len(many) <= len(few)
+
+
+# --- rows that follow their job -----------------------------------------------------------
+
+
+def row_url(asset) -> str:
+    return reverse("admin:mediaopt_mediaasset_list_row", args=[asset.pk])
+
+
+def held_by_a_job(*assets):
+    job = jobs.create_job(kind=JobKind.BULK, asset_ids=[asset.pk for asset in assets]).job
+    jobs.enqueue(job)
+    return job
+
+
+def test_a_row_a_job_holds_polls_for_itself_instead_of_offering_regenerate(admin_client):
+    busy, idle = add_asset("busy.jpg"), add_asset("idle.jpg", color="blue")
+    held_by_a_job(busy)
+    page = admin_client.get(CHANGELIST).content.decode()
+
+    assert f'hx-get="{row_url(busy)}" hx-trigger="every 2s"' in page
+    assert f'formaction="{regenerate_url(busy)}"' not in page
+    assert f'formaction="{regenerate_url(idle)}"' in page
+    assert row_url(idle) not in page
+
+
+def test_the_row_keeps_polling_while_busy_and_stops_with_the_new_values(admin_client):
+    asset = add_asset("busy.jpg")
+    job = held_by_a_job(asset)
+    polling = admin_client.get(row_url(asset))
+
+    assert polling.status_code == 200
+    assert polling.content.decode().startswith("<tr>") and "busy.jpg" in polling.content.decode()
+    assert row_url(asset) in polling.content.decode()
+
+    set_alt_text(asset, "Red boats in a harbour", Source.AI)
+    JobItem.objects.filter(job=job).update(state=ItemState.SUCCEEDED)
+    done = admin_client.get(row_url(asset))
+    row = done.content.decode()
+
+    assert done.status_code == 286
+    assert "Red boats in a harbour" in row
+    assert f'formaction="{regenerate_url(asset)}"' in row and row_url(asset) not in row
+
+
+def test_the_busy_rows_cost_the_list_no_query_more_whatever_their_number(admin_client):
+    first = [add_asset(f"first-{index}.jpg", width=20 + index) for index in range(3)]
+    held_by_a_job(*first)
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(CHANGELIST)
+    more = [add_asset(f"more-{index}.jpg", width=40 + index) for index in range(30)]
+    held_by_a_job(*more)
+    with CaptureQueriesContext(connection) as many:
+        page = admin_client.get(CHANGELIST).content.decode()
+
+    assert page.count('hx-trigger="every 2s"') == 33
+    assert len(many) <= len(few)
+
+
+def test_the_row_endpoint_is_for_staff_only(client):
+    asset = add_asset()
+
+    assert client.get(row_url(asset)).status_code == 302  # the admin's login first
