@@ -4,21 +4,28 @@ unless the person has typed meanwhile."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.templatetags.admin_list import items_for_result
 from django.contrib.admin.utils import flatten_fieldsets, unquote
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseNotAllowed,
     HttpResponseRedirect,
+    QueryDict,
 )
 from django.template.response import TemplateResponse
 from django.urls import URLPattern
+from django.utils.html import format_html, format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from mediaopt.library.admin import admin_route, page_context
 from mediaopt.library.fields import (
@@ -55,7 +62,58 @@ class RegenerateMixin:
         return [
             admin_route(self, "<path:object_id>/regenerate/", self.regenerate_view, "regenerate"),
             admin_route(self, "<path:object_id>/job-panel/", self.job_panel_view, "job_panel"),
+            admin_route(self, "<path:object_id>/list-row/", self.list_row_view, "list_row"),
         ]
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        shown = super().get_list_display(request)
+        if may_run(request) and self.has_change_permission(request):
+            return (*shown, "regenerate_display")
+        return shown
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return BusyRowsChangeList
+
+    @admin.display(description="")
+    def regenerate_display(self, asset: MediaAsset) -> str:
+        """A per-row Regenerate: a button of the one form the list template holds (the
+        rows sit inside the actions form, and a form cannot hold another). A busy row
+        polls for itself instead, until its job is done with it."""
+        if getattr(asset, "mediaopt_busy", False):
+            return format_html(
+                '<span class="mediaopt-row-busy" hx-get="{}" hx-trigger="every 2s" '
+                'hx-target="closest tr" hx-swap="outerHTML">Working…</span>',
+                self.view_url("list_row", asset.pk),
+            )
+        return format_html(
+            '<button type="submit" form="mediaopt-row-regenerate" formaction="{}" '
+            'class="mediaopt-row-tool" aria-label="Regenerate {}">Regenerate</button>',
+            self.view_url("regenerate", asset.pk),
+            asset.original_name,
+        )
+
+    def list_row_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """One row of the list as the list draws it; 286 (stop polling) once no job holds
+        the image."""
+        asset_id = _asset_id(object_id)
+        if asset_id is None:
+            raise Http404("No such image.")
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        # The list itself, narrowed to this image: the row comes out cell for cell the same.
+        narrowed = copy.copy(request)
+        narrowed.GET = QueryDict(mutable=True)
+        narrowed.GET["id__exact"] = str(asset_id)
+        listed = self.get_changelist_instance(narrowed)
+        if not listed.result_list:
+            return HttpResponse("", status=STOP_POLLING)
+        asset = listed.result_list[0]
+        row = format_html(
+            "<tr>{}</tr>",
+            format_html_join("", "{}", ((cell,) for cell in items_for_result(listed, asset, None))),
+        )
+        busy = getattr(asset, "mediaopt_busy", False)
+        return HttpResponse(row, status=200 if busy else STOP_POLLING)
 
     def change_view(
         self,
@@ -128,7 +186,7 @@ class RegenerateMixin:
             level = messages.INFO
         if not request.htmx:
             self.message_user(request, message, level)
-            return HttpResponseRedirect(self.view_url("change", asset.pk))
+            return HttpResponseRedirect(_back_to(request) or self.view_url("change", asset.pk))
         # An HTMX click: answer with the panel, which polls while the image has an active
         # item (ours, or the job that already held the image).
         item = JobItem.objects.active_for_asset(asset.pk).select_related("job").first()
@@ -240,6 +298,27 @@ class RegenerateMixin:
             )
             inlines.append(inline)
         return self.get_inline_formsets(request, formsets, inlines, asset)
+
+
+class BusyRowsChangeList(ChangeList):
+    """The list with each image marked busy while a job holds it: a subquery of the list's
+    own query, so the page costs no query more, however many rows are busy."""
+
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
+        listed = super().get_queryset(request, exclude_parameters)
+        return listed.annotate(
+            mediaopt_busy=Exists(JobItem.objects.active().filter(asset_id=OuterRef("pk")))
+        )
+
+
+def _back_to(request: HttpRequest) -> str | None:
+    """The page the button was on (the list, with its filters), if it is one of ours."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return None
 
 
 def _asset_id(object_id: str) -> int | None:

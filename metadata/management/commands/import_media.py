@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from tqdm import tqdm
 
 from mediaopt.library import filenames, ingest
@@ -34,7 +34,7 @@ def files_under(paths: list[str]) -> list[Path]:
     return found
 
 
-class Command(BaseCommand):
+class Command(terminal.TerminalCommand):
     help = (
         "Import image files or folders (recursively); their metadata is written by an "
         "import job on the bulk cluster (--wait follows it, --inline needs no cluster)."
@@ -75,7 +75,7 @@ class Command(BaseCommand):
         files = files_under(paths)
         show_bar = not json and options.get("verbosity", 1) > 0
         report: dict[str, Any] = {"imported": [], "duplicates": [], "rejected": []}
-        for path in tqdm(files, unit="file", disable=not show_bar, file=self.stderr):
+        for path in tqdm(files, unit="file", disable=not show_bar, file=self.bar_stream()):
             outcome = intake.import_file(source=path, original_name=path.name)
             entry = {**outcome.as_dict(), "path": str(path)}
             key = {ingest.IMPORTED: "imported", ingest.DUPLICATE: "duplicates"}
@@ -88,13 +88,13 @@ class Command(BaseCommand):
             )
         if job is not None:
             if inline:
-                terminal.work_inline(job, stream=self.stderr, show_bar=show_bar)
+                terminal.work_inline(job, stream=self.bar_stream(), show_bar=show_bar)
             else:
                 # Not in a transaction: the runner is sent to the bulk cluster at once.
                 jobs.enqueue(job)
                 if wait:
                     terminal.follow(
-                        job, stream=self.stderr, show_bar=show_bar, poll_seconds=POLL_SECONDS
+                        job, stream=self.bar_stream(), show_bar=show_bar, poll_seconds=POLL_SECONDS
                     )
             job.refresh_from_db()
             report["job"] = job_summary(job)

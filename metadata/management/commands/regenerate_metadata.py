@@ -19,7 +19,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 from django.db.models import Max, QuerySet
 
@@ -64,7 +64,7 @@ def _id_list(raw: str) -> list[int]:
         raise CommandError(f"--ids takes numbers separated by commas, not {raw!r}.") from error
 
 
-class Command(BaseCommand):
+class Command(terminal.TerminalCommand):
     help = (
         "Regenerate images' metadata in a bulk job (queued on the bulk cluster; --wait "
         "follows it, --inline works it here), estimate it (--dry-run), or pause, resume or "
@@ -163,13 +163,17 @@ class Command(BaseCommand):
             self.say({"job": None, "state": "nothing to do"}, "No image needs regenerating.")
             return
         if options["inline"]:
-            terminal.work_inline(job, stream=self.stderr, show_bar=self.show_bar)
+            terminal.work_inline(job, stream=self.bar_stream(), show_bar=self.show_bar)
         elif options["wait"]:
             terminal.follow(
-                job, stream=self.stderr, show_bar=self.show_bar, poll_seconds=POLL_SECONDS
+                job, stream=self.bar_stream(), show_bar=self.show_bar, poll_seconds=POLL_SECONDS
             )
         job.refresh_from_db()
-        self.finish(progress.job_summary(job, failures_shown=None), page_end=page["last_id"])
+        self.finish(
+            progress.job_summary(job, failures_shown=None),
+            page_end=page["last_id"],
+            paged=options["limit"] is not None,
+        )
 
     # -- choosing images -----------------------------------------------------------------
 
@@ -305,7 +309,7 @@ class Command(BaseCommand):
             ) from error
         if wait and action == "resume":
             terminal.follow(
-                job, stream=self.stderr, show_bar=self.show_bar, poll_seconds=POLL_SECONDS
+                job, stream=self.bar_stream(), show_bar=self.show_bar, poll_seconds=POLL_SECONDS
             )
         job.refresh_from_db()
         return progress.job_summary(job, failures_shown=None)
@@ -317,7 +321,9 @@ class Command(BaseCommand):
             json.dumps(report, indent=2, ensure_ascii=False) if self.as_json else text
         )
 
-    def finish(self, summary: progress.Summary, *, page_end: int | None = None) -> None:
+    def finish(
+        self, summary: progress.Summary, *, page_end: int | None = None, paged: bool = False
+    ) -> None:
         report = summary_dict(summary)
         if page_end is not None:
             report["last_id"] = page_end
@@ -333,7 +339,8 @@ class Command(BaseCommand):
         if job.state in {JobState.QUEUED, JobState.RUNNING}:
             lines.append("It runs on the bulk cluster (--wait follows a job).")
         lines += [f"  failed: {f.name} (#{f.asset_id}): {f.reason}" for f in summary.failures]
-        if page_end is not None:
+        # Without --limit the run took every image: there is no next page to point to.
+        if paged and page_end is not None:
             lines.append(f"Next page: --after-id {page_end}")
         self.say(report, "\n".join(lines))
         status = exit_status(summary)

@@ -12,13 +12,13 @@ import json
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from metadata import progress, terminal, undo, undo_plan
 from metadata.models import RegenerationJob
 
 
-class Command(BaseCommand):
+class Command(terminal.TerminalCommand):
     help = (
         "Undo a job: every image it changed gets its values from before it, except fields "
         "changed again since (conflicts), unless --override. --dry-run shows what would "
@@ -61,9 +61,9 @@ class Command(BaseCommand):
         undo_job = started.job
         show_bar = not self.as_json and options.get("verbosity", 1) > 0
         if options["inline"]:
-            terminal.work_inline(undo_job, stream=self.stderr, show_bar=show_bar)
+            terminal.work_inline(undo_job, stream=self.bar_stream(), show_bar=show_bar)
         elif options["wait"]:
-            terminal.follow(undo_job, stream=self.stderr, show_bar=show_bar)
+            terminal.follow(undo_job, stream=self.bar_stream(), show_bar=show_bar)
         undo_job.refresh_from_db()
         summary = progress.job_summary(undo_job, failures_shown=None)
         outcome = undo.result(undo_job, limit=None)
