@@ -112,6 +112,12 @@ def _same_family(found: str, asked: str) -> bool:
     return {found, asked} <= {"da", "nb", "nn", "no"}
 
 
+def warm_up() -> None:
+    """Build the detector now (a few seconds and a few hundred MB, once per process), so
+    the first check of an answer does not stall whoever holds leases meanwhile."""
+    _detector()
+
+
 @functools.cache
 def _detector():
     from lingua import IsoCode639_1, LanguageDetectorBuilder

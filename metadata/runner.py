@@ -23,7 +23,7 @@ from django.utils import timezone
 from billing import gate
 from billing.models import Account
 from mediaopt.library.fields import FIELDS
-from metadata import generation, items, jobs, progress, steps, undo_runner
+from metadata import generation, items, jobs, language, progress, steps, undo_runner
 from metadata.items import ClaimedItem
 from metadata.jobs import IllegalTransition
 from metadata.models import (
@@ -183,6 +183,10 @@ def _run_as(
         runner_token=token,
     )
     deadline = None if to_the_end else time.monotonic() + jobs.run_budget_seconds()
+    if decision.uses_ai:
+        # Before any claim: every answer is checked, and the first check of a process
+        # would otherwise build the language detector while this runner holds leases.
+        language.warm_up()
     worked, handed_over = _work(run, deadline=deadline, on_item=on_item)
     logger.info("job %s: this runner worked %s item(s)", job_id, worked)
     return handed_over

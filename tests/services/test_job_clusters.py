@@ -198,9 +198,14 @@ def test_a_worker_frozen_past_its_lease_writes_nothing_when_it_wakes(start_clust
     before = list(MetadataRevision.objects.filter(job=job).values_list("id", flat=True))
 
     frozen.signal_group(signal.SIGCONT)
-    time.sleep(3)  # its answer is waiting in the socket; it tries to write it now
+    # Its answer is waiting in the socket; it checks it (the first check in a process
+    # loads the language detector, a few seconds) and tries to write it.
+    lost = f"Lost the lease on job item {held.pk}"
+    deadline = time.monotonic() + 30
+    while lost not in frozen.output() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
     after = list(MetadataRevision.objects.filter(job=job).values_list("id", flat=True))
     assert after == before
-    assert f"Lost the lease on job item {held.pk}" in frozen.output()
+    assert lost in frozen.output()
     assert set(ai_revisions_per_asset(job).values()) == {1}
