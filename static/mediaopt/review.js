@@ -7,10 +7,19 @@
     return Array.from(document.querySelectorAll(".mediaopt-review-card"));
   }
 
+  // The card last focused, by id: a swap replaces the element, and for a moment the
+  // focus may be on the page itself; the keys still act on that card.
+  var lastId = null;
+  document.addEventListener("focusin", function (event) {
+    var card = event.target.closest && event.target.closest(".mediaopt-review-card");
+    if (card) lastId = card.id;
+  });
+
   function current() {
-    return document.activeElement && document.activeElement.closest
+    var active = document.activeElement && document.activeElement.closest
       ? document.activeElement.closest(".mediaopt-review-card")
       : null;
+    return active || (lastId ? document.getElementById(lastId) : null);
   }
 
   function move(step) {
@@ -56,6 +65,11 @@
   document.addEventListener("htmx:afterSettle", function () {
     var card = swapped ? document.getElementById(swapped) : null;
     swapped = null;
+    // A focus that a swap took away comes back to the card that had it, unless the person
+    // has already moved on to another card (a key pressed before the swap settled).
+    var active = document.activeElement;
+    var elsewhere = active && active.closest ? active.closest(".mediaopt-review-card") : null;
+    if (elsewhere && elsewhere !== card) return;
     if (!card || !card.classList.contains("mediaopt-review-card")) return;
     var field = card.querySelector("textarea");
     (field || card).focus();
