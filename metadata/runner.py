@@ -123,6 +123,11 @@ def _run(
     job = RegenerationJob.objects.filter(pk=job_id).first()
     if job is None or job.state not in {JobState.QUEUED, JobState.RUNNING}:
         return
+    if job.kind != JobKind.UNDO:
+        # Every result is checked, and the first check of a process builds the language
+        # detector (seconds): built before taking the job, this runner holds no lease and
+        # no runner token meanwhile, so nothing expires under it.
+        language.warm_up()
     token = jobs.take_over(job_id=job_id, dispatched=dispatched, force=force)
     if token is None:
         # A duplicate delivery, or a task older than the job's runner: one runner a job.
@@ -183,10 +188,6 @@ def _run_as(
         runner_token=token,
     )
     deadline = None if to_the_end else time.monotonic() + jobs.run_budget_seconds()
-    if decision.uses_ai:
-        # Before any claim: every answer is checked, and the first check of a process
-        # would otherwise build the language detector while this runner holds leases.
-        language.warm_up()
     worked, handed_over = _work(run, deadline=deadline, on_item=on_item)
     logger.info("job %s: this runner worked %s item(s)", job_id, worked)
     return handed_over
