@@ -217,7 +217,10 @@ class JobItem(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [
-            models.Index(fields=["job", "state", "not_before"], name="jobitem_claim"),
+            # The claim's WHERE and its ORDER BY (not_before, id) in one index: with every
+            # item due at the same moment, an index without id made PostgreSQL sort all of
+            # a job's pending items to return a batch.
+            models.Index(fields=["job", "state", "not_before", "id"], name="jobitem_claim_order"),
             models.Index(fields=["state", "lease_expires_at"], name="jobitem_lease"),
         ]
         constraints = [
