@@ -66,24 +66,11 @@ def run(count: int, runs: int) -> None:
 
     from mediaopt.library.models import MediaAsset
     from metadata.models import ItemState, JobItem, JobKind, JobState, RegenerationJob
+    from tests.factories import bare_assets
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
-    MediaAsset.objects.bulk_create(
-        [
-            MediaAsset(
-                file=f"b{i}.jpg",
-                original_name=f"b{i}.jpg",
-                sha256=f"{i:064x}",
-                format="JPEG",
-                width=1,
-                height=1,
-                bytes=1,
-            )
-            for i in range(count)
-        ],
-        batch_size=5000,
-    )
+    bare_assets(count)
     job = RegenerationJob.objects.create(kind=JobKind.BULK, state=JobState.RUNNING)
     due = timezone.now()
     ids = MediaAsset.objects.values_list("id", flat=True)
