@@ -5,19 +5,19 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("mediaopt", "0002_initial"),
         ("metadata", "0012_job_runner_token"),
     ]
 
     operations = [
-        migrations.RemoveIndex(
-            model_name="jobitem",
-            name="jobitem_claim",
-        ),
+        # Built before the old one goes, so the claim is never without an index.
         migrations.AddIndex(
             model_name="jobitem",
             index=models.Index(
                 fields=["job", "state", "not_before", "id"], name="jobitem_claim_order"
             ),
+        ),
+        migrations.RemoveIndex(
+            model_name="jobitem",
+            name="jobitem_claim",
         ),
     ]
