@@ -220,8 +220,10 @@ MEDIAOPT_JOB_MAX_SLEEP_SECONDS = float(os.environ.get("MEDIAOPT_JOB_MAX_SLEEP_SE
 # A runner heartbeat (written every second) older than this: the runner is dead, and
 # recover() sends a new one.
 MEDIAOPT_JOB_RUNNER_STALE_SECONDS = float(os.environ.get("MEDIAOPT_JOB_RUNNER_STALE_SECONDS", "10"))
-# Provider calls in flight at once per runner (threads make only the HTTP call).
-MEDIAOPT_JOB_CONCURRENCY = env_int("MEDIAOPT_JOB_CONCURRENCY", 4)
+# The most provider calls a runner keeps in flight (threads make only the HTTP call): a
+# cap. Within it the runner keeps as many as the rate limits and the latency it observes
+# call for (metadata/pacing.py: Little's law, cut on 429s), so nobody needs to tune it.
+MEDIAOPT_JOB_CONCURRENCY = env_int("MEDIAOPT_JOB_CONCURRENCY", 64)
 
 # How long a provider call may wait for room under the shared rate limit (ratelimit.py).
 MEDIAOPT_RATE_LIMIT_WAIT_SECONDS = float(os.environ.get("MEDIAOPT_RATE_LIMIT_WAIT_SECONDS", "120"))

@@ -169,12 +169,14 @@ def send_ai_call(*, request: DescribeRequest, row: Settings, decision: gate.Deci
 
 def report_ai_call(*, limiter: ratelimit.Limiter, call: AICall) -> None:
     """Let the shared limiter learn from an answer: a 429's Retry-After, or headers that
-    say no request (or token) is left until a reset, block every worker."""
-    error = call.error
+    say no request (or token) is left until a reset, block every worker; the tokens the
+    answer reports correct what the next calls are counted for."""
+    error, result = call.error, call.result
     limiter.learn(
         headers=call.rate_limit,
         retry_after=error.retry_after if error is not None else None,
         rate_limited=bool(error is not None and error.rate_limited),
+        used_tokens=(result.prompt_tokens + result.completion_tokens) if result else 0,
     )
 
 

@@ -8,6 +8,12 @@ put a "blocked until" into the shared state, and every caller on every host wait
 
 The policy here (what the settings allow, what the headers say, how long to wait); the
 buckets and the stores that keep them are ``metadata.ratelimit_backends``.
+
+The tokens a call is counted for start as the provider module's estimate (which counts
+the completion allowance in full) and are then corrected from the ``usage`` each answer
+reports: an average of the real totals, per key and process (``TokenUsage``). Without it
+the default budget (200,000 a minute at 1,322 estimated tokens a call) would cap a job
+at about 151 calls a minute whatever its requests-per-minute limit.
 """
 
 from __future__ import annotations
@@ -118,7 +124,48 @@ def block_seconds(
     return min(max(waits), MAX_BLOCK_SECONDS)
 
 
-# -- backends ----------------------------------------------------------------------------
+# -- tokens a call really uses -----------------------------------------------------------
+
+# Weight of the newest answer's usage in the average.
+USAGE_WEIGHT = 0.2
+
+
+class TokenUsage:
+    """The average total tokens (prompt + completion) answers reported, per limiter key.
+
+    Thread-safe; per process (each worker learns from its own answers within a few
+    calls). Until a key's first answer, callers' estimates stand."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._average: dict[str, float] = {}
+
+    def corrected(self, *, key: str, estimate: int) -> int:
+        """Tokens to count a call for: the observed average, else ``estimate``."""
+        with self._lock:
+            average = self._average.get(key)
+        return estimate if average is None else max(int(average + 0.999), 1)
+
+    def average(self, *, key: str) -> float | None:
+        with self._lock:
+            return self._average.get(key)
+
+    def learn(self, *, key: str, tokens: int) -> None:
+        """One answer's reported total; ignored when the answer reported none."""
+        if tokens <= 0:
+            return
+        with self._lock:
+            average = self._average.get(key)
+            self._average[key] = (
+                float(tokens) if average is None else average + USAGE_WEIGHT * (tokens - average)
+            )
+
+    def forget(self) -> None:
+        with self._lock:
+            self._average.clear()
+
+
+token_usage = TokenUsage()
 
 
 # -- the limiter -------------------------------------------------------------------------
@@ -141,8 +188,10 @@ class Limiter:
         sleep: Callable[[float], None] = time.sleep,
         span: int = SPAN_SECONDS,
         bucket: int = BUCKET_SECONDS,
+        usage: TokenUsage | None = None,
     ) -> None:
         self.key = key
+        self.usage = token_usage if usage is None else usage
         self.backend = backend
         self.limits = limits
         self.clock = clock
@@ -154,7 +203,8 @@ class Limiter:
         """One attempt that never waits: 0.0 if admitted (counted), else seconds to wait.
 
         For callers that have other work while they wait (the job runner writes finished
-        results meanwhile).
+        results meanwhile). ``tokens`` is the caller's estimate; the call is counted for
+        the tokens answers on this key really used, once one has said.
         """
         limits = self.limits()
         if not limits.requests_per_minute and not limits.tokens_per_minute:
@@ -163,7 +213,7 @@ class Limiter:
             key=self.key,
             now=self.clock() if self.clock is not None else None,
             limits=limits,
-            tokens=max(int(tokens), 0),
+            tokens=self.usage.corrected(key=self.key, estimate=max(int(tokens), 0)),
             span=self.span,
             bucket=self.bucket,
         )
@@ -191,15 +241,30 @@ class Limiter:
             else:
                 self.sleep(pause)
 
+    def allowed_per_second(self) -> tuple[float | None, float | None]:
+        """Requests and tokens a second the limits allow (None: no limit of that kind)."""
+        limits = self.limits()
+        return (
+            limits.requests_per_minute / self.span if limits.requests_per_minute else None,
+            limits.tokens_per_minute / self.span if limits.tokens_per_minute else None,
+        )
+
+    def tokens_per_call(self, *, estimate: int) -> int:
+        """What a call is counted for: the observed average, else ``estimate``."""
+        return self.usage.corrected(key=self.key, estimate=estimate)
+
     def learn(
         self,
         *,
         headers: Mapping[str, str],
         retry_after: float | None = None,
         rate_limited: bool = False,
+        used_tokens: int = 0,
     ) -> float | None:
         """Take in one answer's rate headers (and, for a 429, its Retry-After): block every
-        caller as long as they say. Returns the seconds blocked, or None."""
+        caller as long as they say; and the tokens it reported using, which correct the
+        count of the next calls. Returns the seconds blocked, or None."""
+        self.usage.learn(key=self.key, tokens=used_tokens)
         seconds = block_seconds(headers=headers, retry_after=retry_after, rate_limited=rate_limited)
         if seconds is None or seconds <= 0:
             return None

@@ -23,7 +23,7 @@ from django.utils import timezone
 from billing import gate
 from billing.models import Account
 from mediaopt.library.fields import FIELDS
-from metadata import generation, items, jobs, language, progress, steps, undo_runner
+from metadata import generation, items, jobs, language, pacing, progress, steps, undo_runner
 from metadata.items import ClaimedItem
 from metadata.jobs import IllegalTransition
 from metadata.models import (
@@ -86,10 +86,10 @@ def _is_sync() -> bool:
 
 
 def concurrency() -> int:
-    """Provider calls in flight at once per runner. Worker threads make only the HTTP call;
-    the runner's thread opens images and does every database write. With 2.5 s a call,
-    600 calls a minute need about 25 in flight (one at a time gives 24 a minute); the
-    shared rate limiter, not this, keeps the provider's limit."""
+    """The most provider calls a runner keeps in flight at once (its worker threads): a
+    cap, not a target. Within it the runner keeps as many as the limits and the latency
+    it observes call for (metadata/pacing.py); the shared rate limiter, not this, keeps
+    the provider's limit."""
     return max(int(settings.MEDIAOPT_JOB_CONCURRENCY), 1)
 
 
@@ -198,20 +198,32 @@ class _Flight:
 
     Threads run only generation.send_ai_call (HTTP, no database); every conclusion (the
     limiter's lesson, the revision, the ledger) is written by ``collect`` on the runner's
-    thread.
+    thread. How many calls it keeps in flight (``width``, at most ``cap``) the pacing
+    controller decides from the limits and what the answers show.
     """
 
     def __init__(
-        self, run: steps.Run, *, width: int, on_item: Callable[[], None] | None = None
+        self, run: steps.Run, *, cap: int, on_item: Callable[[], None] | None = None
     ) -> None:
         self.run = run
-        self.width = width
+        self.pace = pacing.Pace(cap=cap)
         self.on_item = on_item
         self.calls: dict[Future[generation.AICall], tuple[steps.Ready, str]] = {}
         self.again: list[steps.AskAgain] = []  # second tries waiting for the limiter
         self.worked = 0
         self.stopped = False  # an item said the job must stop: start no new call
-        self._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="provider-call")
+        self._sent: dict[Future[generation.AICall], float] = {}
+        self._estimate = 0  # the last call's estimated tokens (before any answer said)
+        self._pool = ThreadPoolExecutor(max_workers=cap, thread_name_prefix="provider-call")
+
+    @property
+    def width(self) -> int:
+        limiter = self.run.limiter
+        requests, tokens = limiter.allowed_per_second()
+        return self.pace.width(
+            allowed=pacing.Allowed(requests_per_second=requests, tokens_per_second=tokens),
+            tokens_per_call=limiter.tokens_per_call(estimate=self._estimate),
+        )
 
     @property
     def full(self) -> bool:
@@ -223,6 +235,19 @@ class _Flight:
             generation.send_ai_call, request=ready.request, row=run.row, decision=run.decision
         )
         self.calls[future] = (ready, hold_key)
+        self._sent[future] = time.monotonic()
+        self._estimate = ready.tokens
+
+    def _observe(self, future: Future[generation.AICall], call: generation.AICall) -> None:
+        now = time.monotonic()
+        error = call.error
+        self.pace = self.pace.observe(
+            seconds=now - self._sent.pop(future, now),
+            now=now,
+            width=self.width,
+            rate_limited=bool(error is not None and error.rate_limited),
+            headers=call.rate_limit,
+        )
 
     def item_done(self, keep_going: bool) -> None:
         """After each item: the progress callback, and a stop when the item said so."""
@@ -239,7 +264,9 @@ class _Flight:
         done, _ = wait(self.calls, timeout=timeout, return_when=FIRST_COMPLETED)
         for future in done:
             ready, hold_key = self.calls.pop(future)
-            concluded = steps.conclude(self.run, ready, hold_key, future.result())
+            call = future.result()
+            self._observe(future, call)
+            concluded = steps.conclude(self.run, ready, hold_key, call)
             if isinstance(concluded, steps.AskAgain):
                 self.again.append(concluded)
             else:
@@ -311,14 +338,14 @@ def _work(
     """The runner's loop; returns how many items it worked (for the log) and whether it
     handed over to a new task.
 
-    Claims as many items as there is room for calls in flight (MEDIAOPT_JOB_CONCURRENCY).
-    Before each new call
+    Claims as many items as there is room for calls in flight (the pacing controller's
+    width, at most MEDIAOPT_JOB_CONCURRENCY), a batch at a time. Before each new call
     it re-reads the job, so pause and cancel stop new calls at once; calls in flight end
     and are written before the runner returns or hands over. It never blocks longer than
     a heartbeat: every beat renews the leases (and holds) of the items it holds.
     """
     job, job_id, lease = run.job, run.job.pk, jobs.lease_seconds()
-    flight = _Flight(run, width=concurrency(), on_item=on_item)
+    flight = _Flight(run, cap=concurrency(), on_item=on_item)
     unsent: list[ClaimedItem] = []  # claimed by this runner, not yet in flight or done
 
     def over_time() -> bool:

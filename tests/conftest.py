@@ -41,6 +41,17 @@ def no_server_key(settings, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def fresh_token_usage():
+    """The tokens answers reported (the limiter's correction of its estimate) are learnt
+    per process: no test inherits another's."""
+    from metadata import ratelimit
+
+    ratelimit.token_usage.forget()
+    yield
+    ratelimit.token_usage.forget()
+
+
+@pytest.fixture(autouse=True)
 def one_call_at_a_time(settings):
     """Job runners make one provider call at a time unless a test raises it: most tests
     count requests exactly (a pause lets exactly one call through)."""

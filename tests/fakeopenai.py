@@ -238,6 +238,7 @@ class ReceivedRequest:
     image_detail: str | None
     status: int = 0  # what the fake answered
     response: dict | None = None  # the JSON answered (None for a timeout that gave up)
+    at: float = field(default_factory=time.monotonic)  # when it arrived (monotonic)
 
     @property
     def model(self) -> str | None:
@@ -293,6 +294,9 @@ class FakeOpenAI:
     sliding window, the strictest reading of "N a minute"), and send
     ``x-ratelimit-remaining/reset-requests`` computed from that window. Off by default:
     the headers then count every request since the last reset, as before.
+    ``window_seconds``: the sliding window's length (60 by default); a shorter one lets
+    a test reach the steady state of a limit in seconds: it then accepts
+    ``requests_per_minute x window_seconds / 60`` requests in any window.
     ``max_in_flight`` is the most requests it was answering at once.
     """
 
@@ -304,7 +308,9 @@ class FakeOpenAI:
         requests_per_minute: int = 500,
         tokens_per_minute: int = 200_000,
         enforce_limit: bool = False,
+        window_seconds: float = 60.0,
     ) -> None:
+        self.window_seconds = self._default_window_seconds = window_seconds
         self._default_api_key = api_key
         self._default_enforce_limit = enforce_limit
         self.enforce_limit = enforce_limit
@@ -315,7 +321,7 @@ class FakeOpenAI:
         self.max_in_flight = 0
         self.api_key = api_key
         self.latency = latency
-        self.requests_per_minute = requests_per_minute
+        self.requests_per_minute = self._default_requests_per_minute = requests_per_minute
         self.tokens_per_minute = tokens_per_minute
         self.requests: list[ReceivedRequest] = []
         self._faults: collections.deque[Fault] = collections.deque()
@@ -371,7 +377,8 @@ class FakeOpenAI:
     # behaviour
 
     def reset(self) -> None:
-        """Forget requests and faults; back to the constructor's key and latency 0."""
+        """Forget requests and faults; back to the constructor's key, limit and window,
+        and latency 0."""
         with self._lock:
             self.requests = []
             self._faults.clear()
@@ -379,6 +386,8 @@ class FakeOpenAI:
             self.api_key = self._default_api_key
             self.latency = 0.0
             self.enforce_limit = self._default_enforce_limit
+            self.window_seconds = self._default_window_seconds
+            self.requests_per_minute = self._default_requests_per_minute
             self._accepted.clear()
             self.rejected = 0
             self.max_in_flight = self.in_flight
@@ -428,19 +437,24 @@ class FakeOpenAI:
             self.in_flight -= 1
 
     def _window(self, now: float) -> tuple[int, float]:
-        """Requests accepted in the 60 s before ``now``, and seconds until the oldest
+        """Requests accepted in the window before ``now``, and seconds until the oldest
         leaves the window. Call with the lock held."""
-        while self._accepted and self._accepted[0] <= now - 60.0:
+        while self._accepted and self._accepted[0] <= now - self.window_seconds:
             self._accepted.popleft()
-        reset = self._accepted[0] + 60.0 - now if self._accepted else 0.0
+        reset = self._accepted[0] + self.window_seconds - now if self._accepted else 0.0
         return len(self._accepted), reset
+
+    @property
+    def window_limit(self) -> int:
+        """Requests accepted in any window (enforce_limit)."""
+        return max(int(self.requests_per_minute * self.window_seconds / 60.0), 1)
 
     def _admit(self) -> float | None:
         """enforce_limit: None if this request is accepted, else seconds until one would be."""
         with self._lock:
             now = time.monotonic()
             used, reset = self._window(now)
-            if used >= self.requests_per_minute:
+            if used >= self.window_limit:
                 self.rejected += 1
                 return max(reset, 0.001)
             self._accepted.append(now)
@@ -453,8 +467,8 @@ class FakeOpenAI:
             with self._lock:
                 used, reset = self._window(time.monotonic())
             return {
-                "x-ratelimit-limit-requests": str(self.requests_per_minute),
-                "x-ratelimit-remaining-requests": str(max(self.requests_per_minute - used, 0)),
+                "x-ratelimit-limit-requests": str(self.window_limit),
+                "x-ratelimit-remaining-requests": str(max(self.window_limit - used, 0)),
                 "x-ratelimit-reset-requests": f"{int(reset * 1000)}ms",
                 "x-ratelimit-limit-tokens": str(self.tokens_per_minute),
                 "x-ratelimit-remaining-tokens": str(max(self.tokens_per_minute - 100 * used, 0)),

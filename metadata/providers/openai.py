@@ -67,7 +67,7 @@ class OpenAIConfig:
 # clients keep connections alive between calls, and a pool no larger than the number of
 # calls a runner has in flight keeps the process's sockets bounded.
 
-DEFAULT_CONCURRENCY = 4
+DEFAULT_CONCURRENCY = 64
 # Enough for the installation's key and a handful of BYOK keys; an evicted client is
 # not closed (a thread may still be using it), its sockets go with it once unreferenced.
 MAX_CLIENTS = 32
@@ -78,7 +78,7 @@ _clients_lock = threading.Lock()
 
 def connection_limit() -> int:
     """Calls one runner makes at once: the setting, else the environment (how tests and
-    benchmarks configure subprocesses), else 4. The runner's own concurrency reads it
+    benchmarks configure subprocesses), else 64. The runner's own concurrency reads it
     the same way, so the pool never makes its threads queue."""
     from django.conf import settings
 
