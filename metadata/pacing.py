@@ -46,12 +46,17 @@ class Allowed:
     requests_per_second: float | None
     tokens_per_second: float | None
 
-    def calls_per_second(self, *, tokens_per_call: float) -> float | None:
-        """Calls a second the tighter of the two limits allows (None: unlimited)."""
+    def calls_per_second(self, *, tokens_per_call: float | None) -> float | None:
+        """Calls a second the tighter of the two limits allows (None: unlimited).
+
+        ``tokens_per_call`` None: not known yet (no answer has reported its usage), so the
+        token limit is left to the limiter: a pre-call estimate counts the completion
+        allowance in full, several times what a call uses, and would keep the first
+        answers' worth of calls far too few."""
         rates = []
         if self.requests_per_second:
             rates.append(self.requests_per_second)
-        if self.tokens_per_second:
+        if self.tokens_per_second and tokens_per_call is not None:
             rates.append(self.tokens_per_second / max(tokens_per_call, 1.0))
         return min(rates) if rates else None
 
@@ -89,7 +94,7 @@ class Pace:
     def expected_latency(self) -> float:
         return PRIOR_LATENCY_SECONDS if self.latency is None else self.latency
 
-    def width(self, *, allowed: Allowed, tokens_per_call: float, share: int = 1) -> int:
+    def width(self, *, allowed: Allowed, tokens_per_call: float | None, share: int = 1) -> int:
         """Calls to keep in flight now. ``share``: how many runners split the limit."""
         rate = allowed.calls_per_second(tokens_per_call=tokens_per_call)
         bound = float(self.cap)

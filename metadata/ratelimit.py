@@ -249,9 +249,9 @@ class Limiter:
             limits.tokens_per_minute / self.span if limits.tokens_per_minute else None,
         )
 
-    def tokens_per_call(self, *, estimate: int) -> int:
-        """What a call is counted for: the observed average, else ``estimate``."""
-        return self.usage.corrected(key=self.key, estimate=estimate)
+    def tokens_per_call(self) -> float | None:
+        """The tokens answers on this key reported, on average; None before the first."""
+        return self.usage.average(key=self.key)
 
     def learn(
         self,

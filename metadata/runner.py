@@ -213,7 +213,6 @@ class _Flight:
         self.worked = 0
         self.stopped = False  # an item said the job must stop: start no new call
         self._sent: dict[Future[generation.AICall], float] = {}
-        self._estimate = 0  # the last call's estimated tokens (before any answer said)
         self._pool = ThreadPoolExecutor(max_workers=cap, thread_name_prefix="provider-call")
 
     @property
@@ -222,7 +221,7 @@ class _Flight:
         requests, tokens = limiter.allowed_per_second()
         return self.pace.width(
             allowed=pacing.Allowed(requests_per_second=requests, tokens_per_second=tokens),
-            tokens_per_call=limiter.tokens_per_call(estimate=self._estimate),
+            tokens_per_call=limiter.tokens_per_call(),
         )
 
     @property
@@ -236,7 +235,6 @@ class _Flight:
         )
         self.calls[future] = (ready, hold_key)
         self._sent[future] = time.monotonic()
-        self._estimate = ready.tokens
 
     def _observe(self, future: Future[generation.AICall], call: generation.AICall) -> None:
         now = time.monotonic()

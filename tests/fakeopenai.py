@@ -444,6 +444,16 @@ class FakeOpenAI:
         reset = self._accepted[0] + self.window_seconds - now if self._accepted else 0.0
         return len(self._accepted), reset
 
+    def fill_window(self, count: int) -> list[float]:
+        """As if ``count`` requests had been accepted evenly over the last window (a job
+        that ran before): a test starts in the steady state of the limit. Returns their
+        times (monotonic)."""
+        with self._lock:
+            now = time.monotonic()
+            times = [now - self.window_seconds * (count - i) / count for i in range(count)]
+            self._accepted.extend(times)
+            return times
+
     @property
     def window_limit(self) -> int:
         """Requests accepted in any window (enforce_limit)."""

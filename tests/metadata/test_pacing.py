@@ -63,6 +63,11 @@ def test_the_token_budget_binds_when_it_allows_fewer_calls_than_the_requests():
     assert allowed.calls_per_second(tokens_per_call=1322) == pytest.approx(2.52, abs=0.01)
     # At the 250 tokens answers really use, the requests bind again.
     assert allowed.calls_per_second(tokens_per_call=250) == 10.0
+    # Before any answer reported its usage, the token budget is the limiter's alone.
+    assert allowed.calls_per_second(tokens_per_call=None) == 10.0
+    assert Pace(cap=64).width(allowed=allowed, tokens_per_call=None) == Pace(cap=64).width(
+        allowed=RPM_600, tokens_per_call=None
+    )
     pace = settled(2.5)
     assert pace.width(allowed=allowed, tokens_per_call=1322) == math.ceil(
         200_000 / 60 / 1322 * 2.5 * pacing.HEADROOM
@@ -146,7 +151,7 @@ def test_calls_are_counted_for_the_estimate_until_an_answer_reports_its_usage():
     limiter.try_acquire(tokens=1322)
     assert backend.tokens[-1] == math.ceil(250 + ratelimit.USAGE_WEIGHT * 100)  # an average
     limiter.learn(headers={}, used_tokens=0)  # an error answer reports nothing
-    assert limiter.tokens_per_call(estimate=1322) == backend.tokens[-1]
+    assert limiter.tokens_per_call() == pytest.approx(250 + ratelimit.USAGE_WEIGHT * 100)
 
 
 def test_the_usage_is_learnt_per_key():
