@@ -208,11 +208,10 @@ class _Flight:
         self.run = run
         self.pace = pacing.Pace(cap=cap)
         self.on_item = on_item
-        self.calls: dict[Future[generation.AICall], tuple[steps.Ready, str]] = {}
+        self.calls: dict[Future[tuple[generation.AICall, float]], tuple[steps.Ready, str]] = {}
         self.again: list[steps.AskAgain] = []  # second tries waiting for the limiter
         self.worked = 0
         self.stopped = False  # an item said the job must stop: start no new call
-        self._sent: dict[Future[generation.AICall], float] = {}
         self._pool = ThreadPoolExecutor(max_workers=cap, thread_name_prefix="provider-call")
 
     @property
@@ -231,16 +230,17 @@ class _Flight:
     def send(self, ready: steps.Ready, hold_key: str) -> None:
         run = self.run
         future = self._pool.submit(
-            generation.send_ai_call, request=ready.request, row=run.row, decision=run.decision
+            _timed_call, request=ready.request, row=run.row, decision=run.decision
         )
         self.calls[future] = (ready, hold_key)
-        self._sent[future] = time.monotonic()
 
-    def _observe(self, future: Future[generation.AICall], call: generation.AICall) -> None:
+    def _observe(self, call: generation.AICall, seconds: float) -> None:
+        """The pace learns from the call's own time (a stall of the runner's thread is
+        not the provider's latency, and more calls in flight would not shorten it)."""
         now = time.monotonic()
         error = call.error
         self.pace = self.pace.observe(
-            seconds=now - self._sent.pop(future, now),
+            seconds=seconds,
             now=now,
             width=self.width,
             rate_limited=bool(error is not None and error.rate_limited),
@@ -262,8 +262,8 @@ class _Flight:
         done, _ = wait(self.calls, timeout=timeout, return_when=FIRST_COMPLETED)
         for future in done:
             ready, hold_key = self.calls.pop(future)
-            call = future.result()
-            self._observe(future, call)
+            call, seconds = future.result()
+            self._observe(call, seconds)
             concluded = steps.conclude(self.run, ready, hold_key, call)
             if isinstance(concluded, steps.AskAgain):
                 self.again.append(concluded)
@@ -292,6 +292,13 @@ class _Flight:
             self.settle_second_tries()
         finally:
             self._pool.shutdown(wait=True)
+
+
+def _timed_call(**kwargs) -> tuple[generation.AICall, float]:
+    """Worker thread: one call, and how long it took."""
+    started = time.monotonic()
+    call = generation.send_ai_call(**kwargs)
+    return call, time.monotonic() - started
 
 
 # How often a runner waiting for the limiter re-reads its job (pause, cancel) and beats.
