@@ -19,6 +19,12 @@ Not part of the test suite::
 The rate is measured from the first accepted request to the last (the naive clients run
 for ``--baseline-seconds``). An empty window lets the first minute's worth of the limit
 through at any pace, so a job shorter than a minute of the limit can pass 100 %.
+
+Measured on a shared 2-core machine (600 rpm, 2.5 s, defaults otherwise), in images a
+minute and share of the limit, no 429s anywhere: sequential 24 (4 %), pool of 8 203
+(34 %); SQLite 600 images 724 (121 %) with one cluster, 736 (123 %) with two; SQLite
+1,200 images 626 (104 %); PostgreSQL + Redis 600 images 314 (52 %) and 303 (51 %), with
+32 calls in flight: there the runner's own thread (a job has one runner) is the limit.
 """
 
 from __future__ import annotations
