@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from billing.models import Account
@@ -27,7 +28,11 @@ from metadata.models import ItemState, JobItem, JobKind, JobQueue, JobState, Reg
 logger = logging.getLogger(__name__)
 
 JOB_TRANSITIONS: dict[str, frozenset[str]] = {
-    JobState.DRAFT: frozenset({JobState.QUEUED, JobState.CANCELLED, JobState.FAILED}),
+    JobState.DRAFT: frozenset(
+        {JobState.PREPARING, JobState.QUEUED, JobState.CANCELLED, JobState.FAILED}
+    ),
+    # Confirmed: its items are being added in chunks; queued when they all are.
+    JobState.PREPARING: frozenset({JobState.QUEUED, JobState.CANCELLED, JobState.FAILED}),
     JobState.QUEUED: frozenset(
         {JobState.RUNNING, JobState.PAUSED, JobState.CANCELLED, JobState.FAILED}
     ),
@@ -139,8 +144,9 @@ def dispatch(job: RegenerationJob, *, now: datetime | None = None) -> None:
 
 
 def enqueue(job: RegenerationJob) -> None:
-    """draft -> queued, then a runner on the job's queue (in sync mode: run to the end)."""
-    _move_job(job, to=JobState.QUEUED, sources={JobState.DRAFT})
+    """draft (or preparing) -> queued, then a runner on the job's queue (in sync mode: run
+    to the end)."""
+    _move_job(job, to=JobState.QUEUED, sources={JobState.DRAFT, JobState.PREPARING})
     dispatch(job)
 
 
@@ -173,7 +179,13 @@ def cancel(job: RegenerationJob) -> None:
         _move_job(
             job,
             to=JobState.CANCELLED,
-            sources={JobState.DRAFT, JobState.QUEUED, JobState.RUNNING, JobState.PAUSED},
+            sources={
+                JobState.DRAFT,
+                JobState.PREPARING,
+                JobState.QUEUED,
+                JobState.RUNNING,
+                JobState.PAUSED,
+            },
             finished_at=timezone.now(),
         )
         JobItem.objects.filter(job=job, state=ItemState.PENDING).update(
@@ -187,7 +199,7 @@ def fail(job: RegenerationJob, *, reason: str) -> None:
         _move_job(
             job,
             to=JobState.FAILED,
-            sources={JobState.DRAFT, JobState.QUEUED, JobState.RUNNING},
+            sources={JobState.DRAFT, JobState.PREPARING, JobState.QUEUED, JobState.RUNNING},
             error=reason,
             finished_at=timezone.now(),
         )
@@ -302,31 +314,57 @@ def create_job(
     return JobCreation(job=job, busy_count=len(unique_ids) - created)
 
 
-def add_items(*, job: RegenerationJob, assets: QuerySet) -> int:
-    """One pending item per asset of ``assets`` not busy in another job; how many were added.
+def prepare_later(job: RegenerationJob) -> None:
+    """Hand "add the items of job J, then queue it" to the job's cluster on commit."""
+    from django_q.tasks import async_task
 
-    One INSERT ... SELECT whatever the number of assets (a bulk confirmation of the whole
-    library costs what one of ten images does), in the queryset's order: claims take
-    items by id. As in create_job, the database constraint decides who is busy.
-    """
-    # An alias of our own: a bare "id" column of a subquery is not named alike everywhere.
-    chosen = assets.annotate(item_asset_id=F("pk")).values_list("item_asset_id", flat=True)
-    inner_sql, inner_params = chosen.query.sql_with_params()
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    qn = connection.ops.quote_name
-    # "WHERE true": SQLite needs a WHERE before ON CONFLICT in an INSERT ... SELECT.
-    sql = (
-        f"INSERT INTO {qn(JobItem._meta.db_table)} "
-        f"({qn('job_id')}, {qn('asset_id')}, {qn('state')}, {qn('attempts')}, "
-        f"{qn('not_before')}, {qn('error')}, {qn('conflicts')}, {qn('updated_at')}) "
-        f"SELECT %s, chosen.{qn('item_asset_id')}, %s, 0, %s, '', %s, %s "
-        f"FROM ({inner_sql}) chosen "
-        "WHERE true ON CONFLICT DO NOTHING"
+    job_id, queue = job.pk, job.queue
+    transaction.on_commit(
+        lambda: async_task(
+            "metadata.tasks.prepare_job",
+            job_id,
+            q_options={"cluster": queue, "task_name": f"prepare-{job_id}"},
+        )
     )
-    with connection.cursor() as cursor:
-        empty = JobItem._meta.get_field("conflicts").get_db_prep_save([], connection)
-        cursor.execute(sql, [job.pk, ItemState.PENDING.value, now, empty, now, *inner_params])
-        return cursor.rowcount
+
+
+def begin_preparing(job: RegenerationJob) -> None:
+    """draft -> preparing: confirmed; its items are then added in chunks, outside any long
+    transaction (metadata.creation), and enqueue() queues it."""
+    _move_job(job, to=JobState.PREPARING, sources={JobState.DRAFT})
+
+
+def fail_stale_preparing(*, older_than: datetime) -> int:
+    """Fail jobs left preparing since ``older_than`` (the process adding their items died;
+    their pending items are cancelled, so the images are free): every chunk touches
+    ``updated_at``, so a live preparation is never stale."""
+    failed = 0
+    for job in RegenerationJob.objects.filter(state=JobState.PREPARING, updated_at__lt=older_than):
+        try:
+            fail(job, reason="Its preparation stopped before every image was added.")
+        except IllegalTransition:
+            continue
+        failed += 1
+    return failed
+
+
+def add_items(
+    *,
+    job: RegenerationJob,
+    assets: QuerySet,
+    bounds: tuple[int | None, int | None] | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> int:
+    """One pending item per asset of ``assets`` not busy in another job, in chunks of short
+    transactions; how many were added (metadata.creation says how)."""
+    from metadata import creation
+
+    return creation.add_items(job=job, assets=assets, bounds=bounds, on_chunk=on_chunk)
+
+
+def _count_added(*, job_id: int, n: int) -> None:
+    """Keeps the job's per-state counters: ``n`` pending items were just added to it (in
+    the same transaction). Called once per chunk of add_items."""
 
 
 # -- retrying ----------------------------------------------------------------------------
