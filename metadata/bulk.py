@@ -174,7 +174,13 @@ def draft_bulk(
     """A draft job holding only its scope: ids, a changelist filter, or a named scope
     (every image, or every image missing alt text). No items, so no image is busy yet."""
     if asset_ids is not None:
-        scope: dict = {"ids": list(dict.fromkeys(int(pk) for pk in asset_ids))}
+        chosen = list(dict.fromkeys(int(pk) for pk in asset_ids))
+        if len(chosen) > jobs.MAX_LISTED_IDS:
+            raise ScopeError(
+                f"{len(chosen):,} images are selected one by one; more than "
+                f"{jobs.MAX_LISTED_IDS:,} must be chosen with a filter (select all)."
+            )
+        scope: dict = {"ids": chosen}
     elif filter_params is not None:
         scope = {"filter": filter_query(filter_params)}
     else:
@@ -193,7 +199,15 @@ def describe_scope(job: RegenerationJob) -> str:
 
 def _describe(scope: dict) -> str:
     if "ids" in scope:
-        return "the selected images"
+        count = len(scope["ids"])
+        return "the selected image" if count == 1 else f"the {count:,} selected images"
+    if "id_range" in scope:
+        lo, hi = scope["id_range"]
+        return f"{scope.get('images', 0):,} new images (ids {lo:,} to {hi:,})"
+    if "retry_of" in scope:
+        return f"the images that failed in job #{scope['retry_of']}"
+    if "undo_of" in scope:
+        return f"the images job #{scope['undo_of']} changed"
     if "filter" in scope:
         try:
             return library_filters.describe(scope["filter"])
@@ -338,36 +352,37 @@ def confirm(
 
     The same number of queries at ten images or ten thousand (one more per chunk).
     """
+    current = RegenerationJob.objects.filter(pk=job.pk).first()
+    if current is None or current.state != JobState.DRAFT:
+        return _already_confirmed(job)
+    # Reads, outside any transaction: the one aggregate over the scope holds no lock.
+    look = preview(job=current, options=options)
+    stored = options.as_dict()
+    wanted = _wanted(current, options)
+    if try_first and look.needing_call > try_first:
+        stored.update(review=True, trial=int(try_first))
+        wanted = spread(wanted, count=try_first, out_of=look.needing_call)
+    elif look.needing_call > creation.prepare_in_task_above():
+        stored["expected_items"] = look.needing_call
     with transaction.atomic():
-        current = RegenerationJob.objects.select_for_update().filter(pk=job.pk).first()
-        if current is None or current.state != JobState.DRAFT:
-            job.refresh_from_db()
-            return Confirmation(
-                job=job,
-                started=False,
-                already_confirmed=True,
-                message=f"Job #{job.pk} was already confirmed ({job.get_state_display()}).",
-            )
-        look = preview(job=current, options=options)
-        if look.refused:
-            jobs.cancel(current)
-            return Confirmation(job=current, started=False, message=f"Not started: {look.refused}")
-        if not look.enough and on_shortfall == DONT_START:
-            jobs.cancel(current)
-            return Confirmation(
-                job=current,
-                started=False,
-                message=f"Not started, as you chose: {look.estimate.summary}",
-            )
-        stored = options.as_dict()
-        wanted = _wanted(current, options)
-        if try_first and look.needing_call > try_first:
-            stored.update(review=True, trial=int(try_first))
-            wanted = spread(wanted, count=try_first, out_of=look.needing_call)
-        elif look.needing_call > creation.prepare_in_task_above():
-            stored["expected_items"] = look.needing_call
+        try:
+            if look.refused:
+                jobs.cancel(current)
+                return Confirmation(
+                    job=current, started=False, message=f"Not started: {look.refused}"
+                )
+            if not look.enough and on_shortfall == DONT_START:
+                jobs.cancel(current)
+                return Confirmation(
+                    job=current,
+                    started=False,
+                    message=f"Not started, as you chose: {look.estimate.summary}",
+                )
+            # Conditional on the draft state: of two clicks, one moves it.
+            jobs.begin_preparing(current)
+        except jobs.IllegalTransition:
+            return _already_confirmed(job)
         jobs.set_options(job=current, options=stored, created_by=actor)
-        jobs.begin_preparing(current)
         if "expected_items" in stored:
             # Too many for a request: a task adds the items (the job page shows how many).
             jobs.prepare_later(current)
@@ -396,6 +411,16 @@ def confirm(
         # The insert has the last word: an image another job took since the count is busy.
         busy_count=look.busy + max(look.needing_call - added, 0),
         nothing_to_do=look.nothing_to_do,
+    )
+
+
+def _already_confirmed(job: RegenerationJob) -> Confirmation:
+    job.refresh_from_db()
+    return Confirmation(
+        job=job,
+        started=False,
+        already_confirmed=True,
+        message=f"Job #{job.pk} was already confirmed ({job.get_state_display()}).",
     )
 
 

@@ -23,6 +23,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from billing.models import Account
+from mediaopt.library.models import MediaAsset
 from metadata.models import ItemState, JobItem, JobKind, JobQueue, JobState, RegenerationJob
 
 logger = logging.getLogger(__name__)
@@ -269,12 +270,28 @@ def create_draft(
 
 
 def set_options(*, job: RegenerationJob, options: dict, created_by=None) -> None:
-    """Store a draft's options as confirmed (and who confirmed it, if nobody drafted it)."""
+    """Store a draft's (or a preparing job's) options as confirmed (and who confirmed it,
+    if nobody drafted it)."""
     fields: dict = {"options": options, "updated_at": timezone.now()}
     if created_by is not None and job.created_by_id is None:
         fields["created_by"] = created_by
-    RegenerationJob.objects.filter(pk=job.pk, state=JobState.DRAFT).update(**fields)
+    RegenerationJob.objects.filter(
+        pk=job.pk, state__in=[JobState.DRAFT, JobState.PREPARING]
+    ).update(**fields)
     job.refresh_from_db(fields=["options", "created_by"])
+
+
+# A scope lists its ids only for a small explicit selection; more is stored as a range.
+MAX_LISTED_IDS = 1_000
+
+
+def ids_scope(asset_ids: list[int]) -> dict:
+    """How a job's scope names these assets: the ids of a small selection, else the range
+    they lie in and how many (an import of 100,000 files is not 100,000 ids on its page);
+    the job's items are the truth of which images it works."""
+    if len(asset_ids) <= MAX_LISTED_IDS:
+        return {"ids": list(asset_ids)}
+    return {"id_range": [min(asset_ids), max(asset_ids)], "images": len(asset_ids)}
 
 
 def create_job(
@@ -300,7 +317,7 @@ def create_job(
             queue=queue,
             created_by=created_by,
             options=options,
-            scope=scope if scope is not None else {"ids": unique_ids},
+            scope=scope if scope is not None else ids_scope(unique_ids),
             retry_of=retry_of,
             account=account,
         )
@@ -385,22 +402,23 @@ def retry_failed(*, job: RegenerationJob, actor) -> JobCreation:
     redone = JobItem.objects.filter(
         job__retry_of=job, state__in=[ItemState.SUCCEEDED, ItemState.SKIPPED]
     ).values("asset_id")
-    asset_ids = list(
+    failed = (
         JobItem.objects.filter(job=job, state=ItemState.FAILED)
         .exclude(asset_id__in=redone)
-        .order_by("id")
-        .values_list("asset_id", flat=True)
+        .values("asset_id")
     )
     if job.kind == JobKind.UNDO:
         # An undo item fails only on an error worth reading, and a retry job would
         # regenerate instead of undoing: undo the job again instead.
         raise NothingToRetry(f"Job #{job.pk} is an undo; undo job #{job.undo_of_id} again instead.")
-    if not asset_ids:
+    total = failed.count()
+    if not total:
         raise NothingToRetry(f"Job #{job.pk} has no failed image left to retry.")
     with transaction.atomic():
-        creation = create_job(
+        retry = create_draft(
             kind=JobKind.RETRY,
-            asset_ids=asset_ids,
+            # A filter, not the ids: the failed images of a job are its items.
+            scope={"retry_of": job.pk, "state": ItemState.FAILED.value},
             # A retry is no trial: its images are written (or reviewed) like any job's.
             options={k: v for k, v in (job.options or {}).items() if k != "trial"},
             created_by=actor,
@@ -408,10 +426,11 @@ def retry_failed(*, job: RegenerationJob, actor) -> JobCreation:
             retry_of=job,
             account=job.account,
         )
-        if creation.busy_count == len(asset_ids):
+        added = add_items(job=retry, assets=MediaAsset.objects.filter(pk__in=failed).order_by("pk"))
+        if not added:
             holder = (
                 JobItem.objects.active()
-                .filter(asset_id__in=asset_ids)
+                .filter(asset_id__in=failed)
                 .values_list("job_id", flat=True)
                 .first()
             )
@@ -419,8 +438,8 @@ def retry_failed(*, job: RegenerationJob, actor) -> JobCreation:
             raise NothingToRetry(
                 f"Every failed image of job #{job.pk} is already being worked on (job #{holder})."
             )
-        enqueue(creation.job)
-    return creation
+        enqueue(retry)
+    return JobCreation(job=retry, busy_count=total - added)
 
 
 # -- the runner's writes ------------------------------------------------------------------
