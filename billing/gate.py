@@ -6,9 +6,9 @@ The table (``decide``), in order:
    the server's key when one is configured, else the heuristic (the first version's rule).
 2. The plan has no AI for this kind of work (uploads and imports: ``ai_on_upload``; bulk:
    ``ai_bulk_jobs``): HEURISTIC: no AI at all for that work.
-3. Bulk work larger than the plan's ``largest_job``, or a model the plan does not allow:
-   REFUSED for single and bulk work, HEURISTIC for uploads and imports (a file is never
-   refused its metadata for a billing reason).
+3. Bulk work larger than the plan's ``largest_job`` (none on Agency), or a model the plan
+   does not allow: REFUSED for single and bulk work, HEURISTIC for uploads and imports (a
+   file is never refused its metadata for a billing reason).
 4. Bundled: no server ``OPENAI_API_KEY``: HEURISTIC. No available credits: REFUSED
    ("out of credits") for single and bulk, HEURISTIC for uploads. Else AI_BUNDLED. A bulk
    job bigger than the credits still starts; it pauses when they run out.
@@ -148,11 +148,12 @@ def decide(
             account_id=account.pk,
             cause=Cause.PLAN_NO_BULK,
         )
-    if work == WorkKind.BULK and images > features.largest_job:
+    if work == WorkKind.BULK and not features.allows_job_of(images):
         return _no_ai(
             work,
             f"{images:,} images are more than the {plan_name} plan's largest job of "
-            f"{features.largest_job:,}: select fewer.",
+            f"{features.largest_job:,}: select fewer, or choose the Agency plan (no limit "
+            "per job).",
             account,
             Cause.JOB_TOO_LARGE,
         )

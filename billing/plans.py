@@ -4,12 +4,15 @@
 |--------|--------------|--------------|-------------|---------------------------------------|
 | free   | yes          | no           | 1 image     | gpt-4o-mini                           |
 | pro    | yes          | yes          | 5,000       | gpt-4o-mini, gpt-4.1-mini, gpt-4.1-nano |
-| agency | yes          | yes          | 100,000     | any                                   |
+| agency | yes          | yes          | no limit    | any                                   |
 
 Why these values: a free account can try AI where it costs one image at a time (uploads
 and single clicks) on the cheapest model; bulk work over a library is the paid feature.
-``largest_job`` bounds the images of one bulk job, so a mistaken "select all" cannot hold
-a whole month's budget at once; uploads and single clicks are bounded by credits instead.
+``largest_job`` bounds the images of one Pro bulk job, so a mistaken "select all" cannot
+hold a whole month's budget at once. The Agency plan is for whole libraries (a million
+images is one "Regenerate all"), so it has no per-job limit: what a job may spend is
+bounded by the credits (bundled: the job pauses when they run out) or the BYOK monthly cap
+of requests, both shown on the confirmation before it starts.
 
 Prices: per model, from its published price per token and what one call uses (the
 image's tokens, the prompt, a short structured answer): 1,000 images cost about $0.61 on
@@ -38,8 +41,11 @@ class Plan(models.TextChoices):
 class PlanFeatures:
     ai_on_upload: bool
     ai_bulk_jobs: bool
-    largest_job: int  # images in one bulk job
+    largest_job: int | None  # images in one bulk job; None: no limit per job
     models_allowed: frozenset[str] | None  # None: any model
+
+    def allows_job_of(self, images: int) -> bool:
+        return self.largest_job is None or images <= self.largest_job
 
     def allows_model(self, model: str) -> bool:
         return self.models_allowed is None or model in self.models_allowed
@@ -61,7 +67,7 @@ PLANS: dict[str, PlanFeatures] = {
     Plan.AGENCY: PlanFeatures(
         ai_on_upload=True,
         ai_bulk_jobs=True,
-        largest_job=100_000,
+        largest_job=None,
         models_allowed=None,
     ),
 }

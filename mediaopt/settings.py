@@ -220,6 +220,12 @@ MEDIAOPT_JOB_MAX_SLEEP_SECONDS = float(os.environ.get("MEDIAOPT_JOB_MAX_SLEEP_SE
 # A runner heartbeat (written every second) older than this: the runner is dead, and
 # recover() sends a new one.
 MEDIAOPT_JOB_RUNNER_STALE_SECONDS = float(os.environ.get("MEDIAOPT_JOB_RUNNER_STALE_SECONDS", "10"))
+# Items a job's creation adds per transaction (jobs.add_items): each chunk of asset ids
+# is one short INSERT ... SELECT, so no transaction holds SQLite's write lock for long.
+MEDIAOPT_JOB_CREATE_CHUNK = env_int("MEDIAOPT_JOB_CREATE_CHUNK", 20_000)
+# A confirmed bulk job with more images than this gets its items from a background task
+# (the confirmation page shows "Preparing N of M"); smaller ones are made in the request.
+MEDIAOPT_JOB_PREPARE_IN_TASK_ABOVE = env_int("MEDIAOPT_JOB_PREPARE_IN_TASK_ABOVE", 50_000)
 # The most provider calls a runner keeps in flight (threads make only the HTTP call): a
 # cap. Within it the runner keeps as many as the rate limits and the latency it observes
 # call for (metadata/pacing.py: Little's law, cut on 429s), so nobody needs to tune it.

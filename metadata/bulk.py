@@ -21,7 +21,7 @@ from typing import Literal
 from urllib.parse import urlencode
 
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Window
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Window
 from django.db.models.functions import Mod, RowNumber
 
 from billing import estimate as costs
@@ -29,7 +29,7 @@ from billing import gate
 from billing.models import Account
 from mediaopt.library.fields import FIELDS, Source
 from mediaopt.library.models import MediaAsset
-from metadata import jobs, library_filters
+from metadata import creation, jobs, library_filters
 from metadata.models import (
     FINAL_JOB_STATES,
     JobItem,
@@ -119,6 +119,9 @@ class BulkPreview:
     needing_call: int  # not busy, and with something to write under the options
     decision: gate.Decision
     estimate: costs.Estimate | None  # None when the gate gives no paid AI
+    # The lowest and highest id of the images needing a call (None, None: there are none),
+    # from the same query, so creating the items need not aggregate the scope again.
+    bounds: tuple[int | None, int | None] = (None, None)
 
     @property
     def nothing_to_do(self) -> int:
@@ -143,6 +146,7 @@ class Confirmation:
     busy_count: int = 0  # images that needed work but another job holds them
     nothing_to_do: int = 0  # images with nothing to write under the options
     already_confirmed: bool = False  # a second click: ``job`` is the one the first made
+    preparing: bool = False  # a large job: a task adds its items, then queues it
     message: str = ""  # why nothing started, for a person
 
 
@@ -170,7 +174,13 @@ def draft_bulk(
     """A draft job holding only its scope: ids, a changelist filter, or a named scope
     (every image, or every image missing alt text). No items, so no image is busy yet."""
     if asset_ids is not None:
-        scope: dict = {"ids": list(dict.fromkeys(int(pk) for pk in asset_ids))}
+        chosen = list(dict.fromkeys(int(pk) for pk in asset_ids))
+        if len(chosen) > jobs.MAX_LISTED_IDS:
+            raise ScopeError(
+                f"{len(chosen):,} images are selected one by one; more than "
+                f"{jobs.MAX_LISTED_IDS:,} must be chosen with a filter (select all)."
+            )
+        scope: dict = {"ids": chosen}
     elif filter_params is not None:
         scope = {"filter": filter_query(filter_params)}
     else:
@@ -189,7 +199,15 @@ def describe_scope(job: RegenerationJob) -> str:
 
 def _describe(scope: dict) -> str:
     if "ids" in scope:
-        return "the selected images"
+        count = len(scope["ids"])
+        return "the selected image" if count == 1 else f"the {count:,} selected images"
+    if "id_range" in scope:
+        lo, hi = scope["id_range"]
+        return f"{scope.get('images', 0):,} new images (ids {lo:,} to {hi:,})"
+    if "retry_of" in scope:
+        return f"the images that failed in job #{scope['retry_of']}"
+    if "undo_of" in scope:
+        return f"the images job #{scope['undo_of']} changed"
     if "filter" in scope:
         try:
             return library_filters.describe(scope["filter"])
@@ -258,37 +276,36 @@ def needs_call(options: BulkOptions) -> Q:
     return reduce(operator.or_, wanted)
 
 
-def _counts(job: RegenerationJob, options: BulkOptions) -> tuple[int, int, int]:
-    """Images in scope, busy ones, and not-busy ones needing a call: one query."""
-    return _count_assets(scope_queryset(job), options)
-
-
-def _count_assets(assets: QuerySet[MediaAsset], options: BulkOptions) -> tuple[int, int, int]:
+def _count_assets(assets: QuerySet[MediaAsset], options: BulkOptions) -> dict:
+    """Images in scope, busy ones, not-busy ones needing a call, and the id bounds of
+    those needing one: one aggregate over the scope."""
     busy = _busy()
-    counts = assets.order_by().aggregate(
+    wanted = needs_call(options)
+    return assets.order_by().aggregate(
         images=Count("pk"),
         busy=Count("pk", filter=Q(busy)),
-        needing=Count("pk", filter=needs_call(options) & ~Q(busy)),
+        needing=Count("pk", filter=wanted & ~Q(busy)),
+        lo=Min("pk", filter=wanted),
+        hi=Max("pk", filter=wanted),
     )
-    return counts["images"], counts["busy"], counts["needing"]
 
 
 def preview(*, job: RegenerationJob, options: BulkOptions) -> BulkPreview:
-    """Counts, the gate's answer and the estimate: a few queries whatever the scope's size."""
-    images, busy, needing = _counts(job, options)
-    return _priced(
-        images=images, busy=busy, needing=needing, account=job.account or Account.objects.current()
-    )
+    """Counts, the gate's answer and the estimate: a few queries whatever the scope's size
+    (the scope is aggregated once)."""
+    counts = _count_assets(scope_queryset(job), options)
+    return _priced(**counts, account=job.account or Account.objects.current())
 
 
 def preview_assets(*, assets: QuerySet[MediaAsset], options: BulkOptions) -> BulkPreview:
     """``preview`` of a page of images chosen elsewhere (the command line), by the same
     cost rule: the gate decides, and only paid AI work is estimated."""
-    images, busy, needing = _count_assets(assets, options)
-    return _priced(images=images, busy=busy, needing=needing, account=Account.objects.current())
+    return _priced(**_count_assets(assets, options), account=Account.objects.current())
 
 
-def _priced(*, images: int, busy: int, needing: int, account: Account) -> BulkPreview:
+def _priced(
+    *, images: int, busy: int, needing: int, lo: int | None, hi: int | None, account: Account
+) -> BulkPreview:
     row = Settings.objects.current()
     decision = gate.decide(
         work=gate.WorkKind.BULK, images=max(needing, 1), account=account, model=row.model
@@ -299,7 +316,12 @@ def _priced(*, images: int, busy: int, needing: int, account: Account) -> BulkPr
             account=account, images_needing_paid_call=needing, model=row.model
         )
     return BulkPreview(
-        images=images, busy=busy, needing_call=needing, decision=decision, estimate=estimate
+        images=images,
+        busy=busy,
+        needing_call=needing,
+        decision=decision,
+        estimate=estimate,
+        bounds=(lo, hi),
     )
 
 
@@ -324,56 +346,120 @@ def confirm(
       first by id), in review mode; ``run_remaining`` then drafts the rest.
     - A job that is no longer a draft was confirmed before: nothing changes, and the
       answer names it (``already_confirmed``).
+    - The items are added after the draft -> preparing move commits, in chunks of short
+      transactions (jobs.add_items); above creation.prepare_in_task_above() images, by a task
+      (``preparing``: the job page counts them as they come), so the request returns.
 
-    The same number of queries at ten images or a hundred thousand.
+    The same number of queries at ten images or ten thousand (one more per chunk).
     """
+    current = RegenerationJob.objects.filter(pk=job.pk).first()
+    if current is None or current.state != JobState.DRAFT:
+        return _already_confirmed(job)
+    # Reads, outside any transaction: the one aggregate over the scope holds no lock.
+    look = preview(job=current, options=options)
+    stored = options.as_dict()
+    wanted = _wanted(current, options)
+    if try_first and look.needing_call > try_first:
+        stored.update(review=True, trial=int(try_first))
+        wanted = spread(wanted, count=try_first, out_of=look.needing_call)
+    elif look.needing_call > creation.prepare_in_task_above():
+        stored["expected_items"] = look.needing_call
     with transaction.atomic():
-        current = RegenerationJob.objects.select_for_update().filter(pk=job.pk).first()
-        if current is None or current.state != JobState.DRAFT:
-            job.refresh_from_db()
-            return Confirmation(
-                job=job,
-                started=False,
-                already_confirmed=True,
-                message=f"Job #{job.pk} was already confirmed ({job.get_state_display()}).",
-            )
-        look = preview(job=current, options=options)
-        if look.refused:
-            jobs.cancel(current)
-            return Confirmation(job=current, started=False, message=f"Not started: {look.refused}")
-        if not look.enough and on_shortfall == DONT_START:
-            jobs.cancel(current)
-            return Confirmation(
-                job=current,
-                started=False,
-                message=f"Not started, as you chose: {look.estimate.summary}",
-            )
-        stored = options.as_dict()
-        wanted = scope_queryset(current).filter(needs_call(options)).order_by("-created_at", "-pk")
-        if try_first and look.needing_call > try_first:
-            stored.update(review=True, trial=int(try_first))
-            wanted = spread(wanted, count=try_first, out_of=look.needing_call)
+        try:
+            if look.refused:
+                jobs.cancel(current)
+                return Confirmation(
+                    job=current, started=False, message=f"Not started: {look.refused}"
+                )
+            if not look.enough and on_shortfall == DONT_START:
+                jobs.cancel(current)
+                return Confirmation(
+                    job=current,
+                    started=False,
+                    message=f"Not started, as you chose: {look.estimate.summary}",
+                )
+            # Conditional on the draft state: of two clicks, one moves it.
+            jobs.begin_preparing(current)
+        except jobs.IllegalTransition:
+            return _already_confirmed(job)
         jobs.set_options(job=current, options=stored, created_by=actor)
-        added = jobs.add_items(job=current, assets=wanted)
-        nothing = look.images - look.busy - look.needing_call
-        if not added:
-            jobs.cancel(current)
+        if "expected_items" in stored:
+            # Too many for a request: a task adds the items (the job page shows how many).
+            jobs.prepare_later(current)
             return Confirmation(
                 job=current,
-                started=False,
+                started=True,
+                preparing=True,
+                items=look.needing_call,
                 busy_count=look.busy,
-                nothing_to_do=nothing,
-                message=_nothing_message(look),
+                nothing_to_do=look.nothing_to_do,
             )
-        jobs.enqueue(current)
+    # Outside the transaction: each chunk of items is its own short one.
+    added = jobs.add_items(job=current, assets=wanted, bounds=look.bounds)
+    if not _finish_preparing(current, added=added):
+        return Confirmation(
+            job=current,
+            started=False,
+            busy_count=look.busy,
+            nothing_to_do=look.nothing_to_do,
+            message=_nothing_message(look),
+        )
     return Confirmation(
         job=current,
         started=True,
         items=added,
         # The insert has the last word: an image another job took since the count is busy.
         busy_count=look.busy + max(look.needing_call - added, 0),
-        nothing_to_do=nothing,
+        nothing_to_do=look.nothing_to_do,
     )
+
+
+def _already_confirmed(job: RegenerationJob) -> Confirmation:
+    job.refresh_from_db()
+    return Confirmation(
+        job=job,
+        started=False,
+        already_confirmed=True,
+        message=f"Job #{job.pk} was already confirmed ({job.get_state_display()}).",
+    )
+
+
+def _wanted(job: RegenerationJob, options: BulkOptions) -> QuerySet[MediaAsset]:
+    """The images of the scope needing a call, newest uploads first (claims take items by
+    id, so when credits run out the newest were done)."""
+    return scope_queryset(job).filter(needs_call(options)).order_by("-created_at", "-pk")
+
+
+def prepare(*, job_id: int) -> None:
+    """A large confirmed job's items, added in chunks by a task, then the job queued.
+
+    Idempotent: a second delivery finds the job queued (nothing to do), or adds nothing
+    the first added (the constraint refuses an image twice) and queues it.
+    """
+    job = RegenerationJob.objects.filter(pk=job_id, state=JobState.PREPARING).first()
+    if job is None:
+        return
+    try:
+        wanted = _wanted(job, BulkOptions.from_dict(job.options))
+    except ScopeError as error:
+        jobs.fail(job, reason=str(error))
+        return
+    jobs.add_items(job=job, assets=wanted)
+    _finish_preparing(job, added=JobItem.objects.filter(job=job).count())
+
+
+def _finish_preparing(job: RegenerationJob, *, added: int) -> bool:
+    """Queue a prepared job, or cancel it when it got no item; False when it did not start
+    (nothing added, or cancelled meanwhile)."""
+    try:
+        if not added:
+            jobs.cancel(job)
+            return False
+        jobs.enqueue(job)
+    except jobs.IllegalTransition:
+        job.refresh_from_db()
+        return False
+    return True
 
 
 def spread(assets: QuerySet[MediaAsset], *, count: int, out_of: int) -> QuerySet[MediaAsset]:

@@ -13,21 +13,27 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from billing.models import Account
+from mediaopt.library.models import MediaAsset
 from metadata.models import ItemState, JobItem, JobKind, JobQueue, JobState, RegenerationJob
 
 logger = logging.getLogger(__name__)
 
 JOB_TRANSITIONS: dict[str, frozenset[str]] = {
-    JobState.DRAFT: frozenset({JobState.QUEUED, JobState.CANCELLED, JobState.FAILED}),
+    JobState.DRAFT: frozenset(
+        {JobState.PREPARING, JobState.QUEUED, JobState.CANCELLED, JobState.FAILED}
+    ),
+    # Confirmed: its items are being added in chunks; queued when they all are.
+    JobState.PREPARING: frozenset({JobState.QUEUED, JobState.CANCELLED, JobState.FAILED}),
     JobState.QUEUED: frozenset(
         {JobState.RUNNING, JobState.PAUSED, JobState.CANCELLED, JobState.FAILED}
     ),
@@ -139,8 +145,9 @@ def dispatch(job: RegenerationJob, *, now: datetime | None = None) -> None:
 
 
 def enqueue(job: RegenerationJob) -> None:
-    """draft -> queued, then a runner on the job's queue (in sync mode: run to the end)."""
-    _move_job(job, to=JobState.QUEUED, sources={JobState.DRAFT})
+    """draft (or preparing) -> queued, then a runner on the job's queue (in sync mode: run
+    to the end)."""
+    _move_job(job, to=JobState.QUEUED, sources={JobState.DRAFT, JobState.PREPARING})
     dispatch(job)
 
 
@@ -173,7 +180,13 @@ def cancel(job: RegenerationJob) -> None:
         _move_job(
             job,
             to=JobState.CANCELLED,
-            sources={JobState.DRAFT, JobState.QUEUED, JobState.RUNNING, JobState.PAUSED},
+            sources={
+                JobState.DRAFT,
+                JobState.PREPARING,
+                JobState.QUEUED,
+                JobState.RUNNING,
+                JobState.PAUSED,
+            },
             finished_at=timezone.now(),
         )
         JobItem.objects.filter(job=job, state=ItemState.PENDING).update(
@@ -187,7 +200,7 @@ def fail(job: RegenerationJob, *, reason: str) -> None:
         _move_job(
             job,
             to=JobState.FAILED,
-            sources={JobState.DRAFT, JobState.QUEUED, JobState.RUNNING},
+            sources={JobState.DRAFT, JobState.PREPARING, JobState.QUEUED, JobState.RUNNING},
             error=reason,
             finished_at=timezone.now(),
         )
@@ -257,12 +270,28 @@ def create_draft(
 
 
 def set_options(*, job: RegenerationJob, options: dict, created_by=None) -> None:
-    """Store a draft's options as confirmed (and who confirmed it, if nobody drafted it)."""
+    """Store a draft's (or a preparing job's) options as confirmed (and who confirmed it,
+    if nobody drafted it)."""
     fields: dict = {"options": options, "updated_at": timezone.now()}
     if created_by is not None and job.created_by_id is None:
         fields["created_by"] = created_by
-    RegenerationJob.objects.filter(pk=job.pk, state=JobState.DRAFT).update(**fields)
+    RegenerationJob.objects.filter(
+        pk=job.pk, state__in=[JobState.DRAFT, JobState.PREPARING]
+    ).update(**fields)
     job.refresh_from_db(fields=["options", "created_by"])
+
+
+# A scope lists its ids only for a small explicit selection; more is stored as a range.
+MAX_LISTED_IDS = 1_000
+
+
+def ids_scope(asset_ids: list[int]) -> dict:
+    """How a job's scope names these assets: the ids of a small selection, else the range
+    they lie in and how many (an import of 100,000 files is not 100,000 ids on its page);
+    the job's items are the truth of which images it works."""
+    if len(asset_ids) <= MAX_LISTED_IDS:
+        return {"ids": list(asset_ids)}
+    return {"id_range": [min(asset_ids), max(asset_ids)], "images": len(asset_ids)}
 
 
 def create_job(
@@ -288,7 +317,7 @@ def create_job(
             queue=queue,
             created_by=created_by,
             options=options,
-            scope=scope if scope is not None else {"ids": unique_ids},
+            scope=scope if scope is not None else ids_scope(unique_ids),
             retry_of=retry_of,
             account=account,
         )
@@ -302,31 +331,57 @@ def create_job(
     return JobCreation(job=job, busy_count=len(unique_ids) - created)
 
 
-def add_items(*, job: RegenerationJob, assets: QuerySet) -> int:
-    """One pending item per asset of ``assets`` not busy in another job; how many were added.
+def prepare_later(job: RegenerationJob) -> None:
+    """Hand "add the items of job J, then queue it" to the job's cluster on commit."""
+    from django_q.tasks import async_task
 
-    One INSERT ... SELECT whatever the number of assets (a bulk confirmation of the whole
-    library costs what one of ten images does), in the queryset's order: claims take
-    items by id. As in create_job, the database constraint decides who is busy.
-    """
-    # An alias of our own: a bare "id" column of a subquery is not named alike everywhere.
-    chosen = assets.annotate(item_asset_id=F("pk")).values_list("item_asset_id", flat=True)
-    inner_sql, inner_params = chosen.query.sql_with_params()
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    qn = connection.ops.quote_name
-    # "WHERE true": SQLite needs a WHERE before ON CONFLICT in an INSERT ... SELECT.
-    sql = (
-        f"INSERT INTO {qn(JobItem._meta.db_table)} "
-        f"({qn('job_id')}, {qn('asset_id')}, {qn('state')}, {qn('attempts')}, "
-        f"{qn('not_before')}, {qn('error')}, {qn('conflicts')}, {qn('updated_at')}) "
-        f"SELECT %s, chosen.{qn('item_asset_id')}, %s, 0, %s, '', %s, %s "
-        f"FROM ({inner_sql}) chosen "
-        "WHERE true ON CONFLICT DO NOTHING"
+    job_id, queue = job.pk, job.queue
+    transaction.on_commit(
+        lambda: async_task(
+            "metadata.tasks.prepare_job",
+            job_id,
+            q_options={"cluster": queue, "task_name": f"prepare-{job_id}"},
+        )
     )
-    with connection.cursor() as cursor:
-        empty = JobItem._meta.get_field("conflicts").get_db_prep_save([], connection)
-        cursor.execute(sql, [job.pk, ItemState.PENDING.value, now, empty, now, *inner_params])
-        return cursor.rowcount
+
+
+def begin_preparing(job: RegenerationJob) -> None:
+    """draft -> preparing: confirmed; its items are then added in chunks, outside any long
+    transaction (metadata.creation), and enqueue() queues it."""
+    _move_job(job, to=JobState.PREPARING, sources={JobState.DRAFT})
+
+
+def fail_stale_preparing(*, older_than: datetime) -> int:
+    """Fail jobs left preparing since ``older_than`` (the process adding their items died;
+    their pending items are cancelled, so the images are free): every chunk touches
+    ``updated_at``, so a live preparation is never stale."""
+    failed = 0
+    for job in RegenerationJob.objects.filter(state=JobState.PREPARING, updated_at__lt=older_than):
+        try:
+            fail(job, reason="Its preparation stopped before every image was added.")
+        except IllegalTransition:
+            continue
+        failed += 1
+    return failed
+
+
+def add_items(
+    *,
+    job: RegenerationJob,
+    assets: QuerySet,
+    bounds: tuple[int | None, int | None] | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> int:
+    """One pending item per asset of ``assets`` not busy in another job, in chunks of short
+    transactions; how many were added (metadata.creation says how)."""
+    from metadata import creation
+
+    return creation.add_items(job=job, assets=assets, bounds=bounds, on_chunk=on_chunk)
+
+
+def _count_added(*, job_id: int, n: int) -> None:
+    """Keeps the job's per-state counters: ``n`` pending items were just added to it (in
+    the same transaction). Called once per chunk of add_items."""
 
 
 # -- retrying ----------------------------------------------------------------------------
@@ -347,22 +402,23 @@ def retry_failed(*, job: RegenerationJob, actor) -> JobCreation:
     redone = JobItem.objects.filter(
         job__retry_of=job, state__in=[ItemState.SUCCEEDED, ItemState.SKIPPED]
     ).values("asset_id")
-    asset_ids = list(
+    failed = (
         JobItem.objects.filter(job=job, state=ItemState.FAILED)
         .exclude(asset_id__in=redone)
-        .order_by("id")
-        .values_list("asset_id", flat=True)
+        .values("asset_id")
     )
     if job.kind == JobKind.UNDO:
         # An undo item fails only on an error worth reading, and a retry job would
         # regenerate instead of undoing: undo the job again instead.
         raise NothingToRetry(f"Job #{job.pk} is an undo; undo job #{job.undo_of_id} again instead.")
-    if not asset_ids:
+    total = failed.count()
+    if not total:
         raise NothingToRetry(f"Job #{job.pk} has no failed image left to retry.")
     with transaction.atomic():
-        creation = create_job(
+        retry = create_draft(
             kind=JobKind.RETRY,
-            asset_ids=asset_ids,
+            # A filter, not the ids: the failed images of a job are its items.
+            scope={"retry_of": job.pk, "state": ItemState.FAILED.value},
             # A retry is no trial: its images are written (or reviewed) like any job's.
             options={k: v for k, v in (job.options or {}).items() if k != "trial"},
             created_by=actor,
@@ -370,10 +426,11 @@ def retry_failed(*, job: RegenerationJob, actor) -> JobCreation:
             retry_of=job,
             account=job.account,
         )
-        if creation.busy_count == len(asset_ids):
+        added = add_items(job=retry, assets=MediaAsset.objects.filter(pk__in=failed).order_by("pk"))
+        if not added:
             holder = (
                 JobItem.objects.active()
-                .filter(asset_id__in=asset_ids)
+                .filter(asset_id__in=failed)
                 .values_list("job_id", flat=True)
                 .first()
             )
@@ -381,8 +438,8 @@ def retry_failed(*, job: RegenerationJob, actor) -> JobCreation:
             raise NothingToRetry(
                 f"Every failed image of job #{job.pk} is already being worked on (job #{holder})."
             )
-        enqueue(creation.job)
-    return creation
+        enqueue(retry)
+    return JobCreation(job=retry, busy_count=total - added)
 
 
 # -- the runner's writes ------------------------------------------------------------------

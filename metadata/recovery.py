@@ -66,6 +66,7 @@ def recover(now: datetime | None = None) -> Recovery:
     # Holds of workers that died between hold and capture: nothing is spent twice or lost.
     released_holds = ledger.release_expired(now=now)
     jobs.delete_stale_drafts(older_than=now - timedelta(days=1))
+    jobs.fail_stale_preparing(older_than=now - timedelta(minutes=10))
     stale = now - timedelta(seconds=jobs.runner_stale_seconds())
     requeued: list[int] = []
     completed: list[int] = []

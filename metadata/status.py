@@ -15,10 +15,12 @@ from django.urls import reverse
 
 from billing import estimate, gate, ledger
 from billing.models import Account
+from metadata.models import Settings
 
 GRANT_PERMISSION = "billing.grant_credits"
 PLAN_PERMISSION = "billing.change_account_plan"
 KEY_PERMISSION = "billing.change_account"
+SETTINGS_PERMISSION = "metadata.change_settings"
 
 # The server's key lives in the environment of the process: no page can set it.
 SERVER_KEY_COMMAND = "OPENAI_API_KEY=sk-… (then restart mediaopt)"
@@ -121,5 +123,29 @@ def _blocked(
         if _may(user, PLAN_PERMISSION):
             return sentence, NextStep(text="Raise the cap", url=_account_url(account))
         return sentence, NextStep(text="Ask an administrator to raise the monthly cap.")
-    # Any other reason (a plan's model list, a job size) is the gate's own sentence.
+    if cause == gate.Cause.JOB_TOO_LARGE:
+        if _may(user, PLAN_PERMISSION):
+            return decision.reason, NextStep(text="Choose a plan", url=_account_url(account))
+        return decision.reason, NextStep(
+            text="Select fewer images, or ask an administrator for the Agency plan."
+        )
+    if cause == gate.Cause.MODEL_NOT_IN_PLAN:
+        if _may(user, SETTINGS_PERMISSION):
+            row = Settings.objects.current()
+            url = reverse("admin:metadata_settings_change", args=[row.pk])
+            return decision.reason, NextStep(text="Choose another model", url=url)
+        return decision.reason, NextStep(text="Ask an administrator to choose another model.")
     return decision.reason, None
+
+
+def next_step(
+    *,
+    decision: gate.Decision,
+    account: Account,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+) -> NextStep | None:
+    """The fix for a decision that is not AI (a refusal on the confirmation page), worded
+    for ``user``; None when it uses AI or nothing can be done about it."""
+    if decision.uses_ai:
+        return None
+    return _blocked(decision=decision, account=account, user=user)[1]

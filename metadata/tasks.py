@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from metadata import proposals, recovery, relint, revisions, runner
+from metadata import bulk, proposals, recovery, relint, revisions, runner
 from metadata.models import Settings
 
 logger = logging.getLogger(__name__)
@@ -13,6 +13,10 @@ logger = logging.getLogger(__name__)
 
 def run_job(job_id: int, runner_token: str | None = None) -> None:
     runner.run_job(job_id=job_id, runner_token=uuid.UUID(runner_token) if runner_token else None)
+
+
+def prepare_job(job_id: int) -> None:
+    bulk.prepare(job_id=job_id)
 
 
 def recover() -> None:

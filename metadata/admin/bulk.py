@@ -19,8 +19,9 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, reverse
 from django.utils.html import format_html
 
+from billing.models import Account
 from mediaopt.library.admin import admin_route, page_context
-from metadata import bulk
+from metadata import bulk, status
 from metadata.admin.common import (
     job_link,
     may_run,
@@ -59,9 +60,13 @@ class BulkActionMixin:
             # Every page: keep the changelist's filter, not thousands of ids.
             job = bulk.draft_bulk(actor=request.user, filter_params=dict(request.GET.lists()))
         else:
-            job = bulk.draft_bulk(
-                actor=request.user, asset_ids=list(queryset.values_list("pk", flat=True))
-            )
+            try:
+                job = bulk.draft_bulk(
+                    actor=request.user, asset_ids=list(queryset.values_list("pk", flat=True))
+                )
+            except bulk.ScopeError as error:
+                self.message_user(request, str(error), messages.ERROR)
+                return HttpResponseRedirect(request.get_full_path())
         return HttpResponseRedirect(self.view_url("regenerate_bulk", job.pk))
 
     def regenerate_all_view(self, request: HttpRequest) -> HttpResponse:
@@ -129,6 +134,9 @@ class BulkActionMixin:
                 if result.started and result.job.options.get("trial"):
                     # The trial's results wait on the review screen, with what comes next.
                     return HttpResponseRedirect(review_url(result.job))
+                if result.preparing:
+                    # Its page counts the items as the task adds them ("Preparing N of M").
+                    return HttpResponseRedirect(job_url(result.job))
                 return HttpResponseRedirect(self.view_url("changelist"))
             options = form.options() if form.is_bound and form.is_valid() else None
             look = bulk.preview(job=job, options=options or bulk.BulkOptions.defaults(row))
@@ -143,6 +151,13 @@ class BulkActionMixin:
             scope=bulk.describe_scope(job),
             form=form,
             preview=look,
+            step=status.next_step(
+                decision=look.decision,
+                account=job.account or Account.objects.current(),
+                user=request.user,
+            )
+            if look.refused
+            else None,
             try_first=bulk.TRY_FIRST,
         )
         return TemplateResponse(request, self.bulk_template, context)
@@ -155,6 +170,14 @@ def confirmation_message(result: bulk.Confirmation) -> tuple[str, int]:
     if not result.started:
         return result.message, messages.WARNING
     noun = "image" if result.items == 1 else "images"
+    if result.preparing:
+        text = format_html(
+            "Preparing {} {} — {}: it starts once they are all added.",
+            f"{result.items:,}",
+            noun,
+            job_link(result.job),
+        )
+        return text, messages.SUCCESS
     text = format_html(
         "Regenerating metadata for {} {} — {}.", f"{result.items:,}", noun, job_link(result.job)
     )
@@ -171,6 +194,10 @@ def confirmation_message(result: bulk.Confirmation) -> tuple[str, int]:
             text,
         )
     return text, messages.SUCCESS
+
+
+def job_url(job: RegenerationJob) -> str:
+    return reverse("admin:metadata_regenerationjob_change", args=[job.pk])
 
 
 def review_url(job: RegenerationJob) -> str:

@@ -23,6 +23,8 @@ class JobKind(models.TextChoices):
 
 class JobState(models.TextChoices):
     DRAFT = "draft", "Draft"
+    # Confirmed, its items being added in chunks (jobs.add_items); then queued.
+    PREPARING = "preparing", "Preparing"
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     PAUSED = "paused", "Paused"

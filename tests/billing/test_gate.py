@@ -146,3 +146,24 @@ def test_without_any_account_the_first_version_rule_holds(work, settings):
 def test_decision_repr_hides_the_key():
     decision = gate.Decision(mode=AI_K, reason="r", api_key="sk-secret-in-repr-0000")
     assert "sk-secret" not in repr(decision)
+
+
+def test_agency_has_no_job_limit_and_a_too_large_refusal_names_its_fix(settings):
+    from django.contrib.auth.models import User
+
+    from metadata import status
+
+    settings.OPENAI_API_KEY = "sk-server-key"
+    account = Account.objects.current()
+    ledger.grant(account=account, amount=10, reason="test")
+    Account.objects.filter(pk=account.pk).update(plan="agency")
+    account.refresh_from_db()
+    assert gate.decide(work=BULK, images=1_000_000, account=account).mode == AI_B
+    Account.objects.filter(pk=account.pk).update(plan="pro")
+    account.refresh_from_db()
+    refused = gate.decide(work=BULK, images=1_000_000, account=account)
+    assert refused.cause == gate.Cause.JOB_TOO_LARGE and "Agency plan" in refused.reason
+    boss = User.objects.create_superuser("boss", "b@example.invalid", "x")
+    step = status.next_step(decision=refused, account=account, user=boss)
+    assert step.text == "Choose a plan" and str(account.pk) in step.url
+    assert "ask an administrator" in status.next_step(decision=refused, account=account).text

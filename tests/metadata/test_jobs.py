@@ -85,15 +85,19 @@ def quick(settings):
 
 JOB_MOVES = {
     # function -> (states it starts from, state it reaches)
-    "enqueue": ({JobState.DRAFT}, JobState.QUEUED),
+    "enqueue": ({JobState.DRAFT, JobState.PREPARING}, JobState.QUEUED),
+    "begin_preparing": ({JobState.DRAFT}, JobState.PREPARING),
     "start": ({JobState.QUEUED}, JobState.RUNNING),
     "pause": ({JobState.QUEUED, JobState.RUNNING}, JobState.PAUSED),
     "resume": ({JobState.PAUSED}, JobState.QUEUED),
     "cancel": (
-        {JobState.DRAFT, JobState.QUEUED, JobState.RUNNING, JobState.PAUSED},
+        {JobState.DRAFT, JobState.PREPARING, JobState.QUEUED, JobState.RUNNING, JobState.PAUSED},
         JobState.CANCELLED,
     ),
-    "fail": ({JobState.DRAFT, JobState.QUEUED, JobState.RUNNING}, JobState.FAILED),
+    "fail": (
+        {JobState.DRAFT, JobState.PREPARING, JobState.QUEUED, JobState.RUNNING},
+        JobState.FAILED,
+    ),
 }
 
 
