@@ -79,59 +79,86 @@ class ClaimedItem:
 def claim(
     *, job_id: int, batch_size: int, lease_seconds: float, count_attempt: bool = False
 ) -> list[ClaimedItem]:
-    """Take up to ``batch_size`` due pending items under a lease.
+    """Take up to ``batch_size`` due pending items under a lease, in one statement.
+
+    One ``UPDATE ... WHERE id IN (SELECT ... ORDER BY not_before, id LIMIT n [FOR UPDATE
+    SKIP LOCKED]) RETURNING``, served by the claim index (job, state, not_before, id): on
+    PostgreSQL several runners of one job take disjoint items without waiting for each
+    other; SQLite (one writer, RETURNING since 3.35) serialises it. Each item gets its own
+    lease token from the database.
 
     The attempt is counted by open_item, when the runner opens the image: batch mates of
     an image that kills its worker lose nothing. ``count_attempt`` counts it here instead,
     for work that opens no image (undo). Items whose attempts already ran out (their
-    worker died on them each time) fail here with the reason instead of being opened again.
+    worker died on them each time) fail in the same statement instead of being opened.
     """
     limit = jobs.max_attempts()
+    ops, qn = connection.ops, connection.ops.quote_name
+    table = qn(JobItem._meta.db_table)
+    lock = (
+        " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    )
+    claimed_state, failed_state = ItemState.CLAIMED.value, ItemState.FAILED.value
+    pg = connection.vendor == "postgresql"
+    # A token per item, made by the database (PostgreSQL 13+; 32 hex digits on SQLite).
+    new_token = "gen_random_uuid()" if pg else "lower(hex(randomblob(16)))"
+    as_time = "CAST(%s AS timestamp with time zone)" if pg else "%s"
+    sql = (
+        f"UPDATE {table} SET "
+        f"{qn('state')} = CASE WHEN {qn('attempts')} >= %s THEN %s ELSE %s END, "
+        f"{qn('error')} = CASE WHEN {qn('attempts')} >= %s THEN "
+        f"'gave up after ' || {qn('attempts')} || ' attempts (the worker died while "
+        f"processing this image)' ELSE {qn('error')} END, "
+        f"{qn('attempts')} = CASE WHEN {qn('attempts')} >= %s THEN {qn('attempts')} "
+        f"ELSE {qn('attempts')} + %s END, "
+        f"{qn('lease_token')} = CASE WHEN {qn('attempts')} >= %s THEN NULL ELSE {new_token} END, "
+        f"{qn('lease_expires_at')} = CASE WHEN {qn('attempts')} >= %s THEN NULL "
+        f"ELSE {as_time} END, "
+        f"{qn('updated_at')} = %s "
+        f"WHERE {qn('id')} IN (SELECT {qn('id')} FROM {table} "
+        f"WHERE {qn('job_id')} = %s AND {qn('state')} = %s AND {qn('not_before')} <= %s "
+        f"ORDER BY {qn('not_before')}, {qn('id')} LIMIT %s{lock}) "
+        f"RETURNING {qn('id')}, {qn('asset_id')}, {qn('attempts')}, {qn('state')}, "
+        f"{qn('not_before')}, {qn('lease_token')}"
+    )
     claimed: list[ClaimedItem] = []
-    with transaction.atomic():
+    while True:
         now = timezone.now()
         expires = now + timedelta(seconds=lease_seconds)
-        while len(claimed) < batch_size:
-            due = JobItem.objects.filter(
-                job_id=job_id, state=ItemState.PENDING, not_before__lte=now
-            ).order_by("not_before", "id")
-            if connection.features.has_select_for_update_skip_locked:
-                # Two runners on one job take different items instead of waiting.
-                due = due.select_for_update(skip_locked=True)
-            rows = list(due.values_list("id", "asset_id", "attempts")[: batch_size - len(claimed)])
-            if not rows:
-                break
-            for item_id, asset_id, attempts in rows:
-                if attempts >= limit:
-                    JobItem.objects.filter(pk=item_id, state=ItemState.PENDING).update(
-                        state=ItemState.FAILED,
-                        error=(
-                            f"gave up after {attempts} attempts (the worker died while "
-                            "processing this image)"
-                        ),
-                        updated_at=now,
-                    )
-                    continue
-                token = uuid.uuid4()
-                # Conditional on pending: on SQLite (no row locks) the IMMEDIATE
-                # transaction serialises claims; this guard keeps them honest anyway.
-                counted = 1 if count_attempt else 0
-                if JobItem.objects.filter(pk=item_id, state=ItemState.PENDING).update(
-                    state=ItemState.CLAIMED,
-                    attempts=F("attempts") + counted,
-                    lease_token=token,
-                    lease_expires_at=expires,
-                    updated_at=now,
-                ):
-                    claimed.append(
-                        ClaimedItem(
-                            id=item_id,
-                            asset_id=asset_id,
-                            attempts=attempts + counted,
-                            lease_token=token,
-                        )
-                    )
-    return claimed
+        params = [
+            limit,
+            failed_state,
+            claimed_state,
+            limit,
+            limit,
+            1 if count_attempt else 0,
+            limit,
+            limit,
+            ops.adapt_datetimefield_value(expires),
+            ops.adapt_datetimefield_value(now),
+            job_id,
+            ItemState.PENDING.value,
+            ops.adapt_datetimefield_value(now),
+            batch_size,
+        ]
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        # RETURNING keeps no order: the claim's order is (not_before, id).
+        rows.sort(key=lambda row: (str(row[4]), row[0]))
+        claimed = [
+            ClaimedItem(
+                id=item_id,
+                asset_id=asset_id,
+                attempts=attempts,
+                lease_token=token if isinstance(token, uuid.UUID) else uuid.UUID(hex=token),
+            )
+            for item_id, asset_id, attempts, state, _, token in rows
+            if state == claimed_state
+        ]
+        # Only items whose attempts ran out (now failed): claim again for live ones.
+        if claimed or not rows:
+            return claimed
 
 
 def _held(item_id: int, lease_token: uuid.UUID):
