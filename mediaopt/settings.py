@@ -233,6 +233,10 @@ MEDIAOPT_JOB_CONCURRENCY = env_int("MEDIAOPT_JOB_CONCURRENCY", 64)
 
 # How long a provider call may wait for room under the shared rate limit (ratelimit.py).
 MEDIAOPT_RATE_LIMIT_WAIT_SECONDS = float(os.environ.get("MEDIAOPT_RATE_LIMIT_WAIT_SECONDS", "120"))
+# Without Redis, the limiter's database backend splits each budget into this many stripes
+# (rows locked separately, shares adding up to the limit) so admissions do not all wait for
+# one row on PostgreSQL; SQLite always uses one (its write lock serialises anyway).
+MEDIAOPT_RATE_LIMIT_STRIPES = env_int("MEDIAOPT_RATE_LIMIT_STRIPES", 4)
 
 # Credits (billing/). The plan of the installation's account when it is first created, and
 # the largest single grant. MEDIAOPT_PRICES (model -> dollars per image, for BYOK

@@ -13,9 +13,11 @@ entry per call, and let both backends share the same arithmetic (``wait_for_room
 
 Backends: with ``settings.REDIS_URL`` a Lua script (atomic in Redis, one round trip per
 attempt); without, a database row per bucket (``RateWindow``), updated in a short
-transaction that first locks the key's control row, correct on SQLite (IMMEDIATE
-transactions) and PostgreSQL (the row lock serialises; each later statement of the
-transaction reads what the previous holder committed). Nobody sleeps inside a
+transaction that first locks a stripe's control row, correct on SQLite (IMMEDIATE
+transactions) and PostgreSQL (the row lock serialises that stripe; each later statement
+of the transaction reads what the previous holder committed). The budget is split into
+stripes whose shares add up to it, so admissions on PostgreSQL lock one of several rows
+instead of all waiting for the same one. Nobody sleeps inside a
 transaction: an attempt either admits or says how long to wait, and ``Limiter.acquire``
 (``metadata.ratelimit``) sleeps between attempts.
 
@@ -29,6 +31,7 @@ host's clean-up deletes buckets another still counts. Tests may inject a clock i
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Iterable
@@ -125,8 +128,39 @@ class LimiterUnavailable(ProviderError):
         super().__init__(f"rate limiter unavailable: {reason}", kind=ErrorKind.TRANSIENT)
 
 
+def stripe_shares(total: int, stripes: int) -> list[int]:
+    """``total`` split into ``stripes`` shares that add up to it (0: no limit, every share
+    unlimited)."""
+    if not total:
+        return [0] * stripes
+    return [total // stripes + (1 if i < total % stripes else 0) for i in range(stripes)]
+
+
+def stripe_count(limits: Limits) -> int:
+    """Stripes of the database backend: one on SQLite (its write lock serialises every
+    transaction anyway), else ``MEDIAOPT_RATE_LIMIT_STRIPES``, never more than a limit so
+    no share is 0 (which would read as unlimited)."""
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        return 1
+    wanted = max(int(getattr(settings, "MEDIAOPT_RATE_LIMIT_STRIPES", 4)), 1)
+    for limit in (limits.requests_per_minute, limits.tokens_per_minute):
+        if limit:
+            wanted = min(wanted, limit)
+    return wanted
+
+
 class DatabaseBackend:
-    """A row per bucket and key (RateWindow), in a short transaction per attempt."""
+    """A row per bucket and key (RateWindow), in a short transaction per attempt.
+
+    The budget is split into stripes (``stripe_count``), each with its own control row and
+    buckets and a share of the limits, so concurrent admissions lock different rows instead
+    of all waiting for one: an attempt starts at a random stripe and moves on to the next
+    only when that one is full. The shares add up to the limits, so the sum of admissions
+    in any stretch stays within them, and one caller alone can still use all of it. The
+    key's own row (stripe 0's control row) also holds "blocked until", read without a lock.
+    """
 
     def admit(
         self, *, key: str, now: float | None, limits: Limits, tokens: int, span: int, bucket: int
@@ -134,46 +168,36 @@ class DatabaseBackend:
         from metadata.models import RateWindow
 
         try:
-            with transaction.atomic():
-                blocked = self._lock_control(key)
-                # After the lock: the clock read by the holder, so buckets follow each other.
-                now = database_now() if now is None else now
-                current = int(now // bucket) * bucket
-                oldest = current - span
-                if blocked > now:
-                    return blocked - now
-                rows = list(
-                    RateWindow.objects.filter(key=key, window_start__gte=oldest).values_list(
-                        "window_start", "requests", "tokens"
+            blocked = RateWindow.objects.filter(key=key, window_start=CONTROL_WINDOW).values_list(
+                "blocked_until", flat=True
+            )
+            blocked_until = max(blocked, default=0.0)
+            stripes = stripe_count(limits)
+            requests = stripe_shares(limits.requests_per_minute, stripes)
+            budget = stripe_shares(limits.tokens_per_minute, stripes)
+            first = random.randrange(stripes)
+            order = [(first + step) % stripes for step in range(stripes)]
+            waits, busy = [], []
+            # First every stripe whose row nobody holds; only then wait for a held one.
+            for wait_for_lock, stripes_now in ((False, order), (True, busy)):
+                for stripe in list(stripes_now):
+                    wait = self._admit_stripe(
+                        key=stripe_key(key, stripe),
+                        now=now,
+                        limits=Limits(requests[stripe], budget[stripe]),
+                        tokens=tokens,
+                        span=span,
+                        bucket=bucket,
+                        blocked_until=blocked_until,
+                        wait_for_lock=wait_for_lock or stripes == 1,
                     )
-                )
-                wait = wait_for_room(
-                    buckets=rows,
-                    now=now,
-                    requests_per_minute=limits.requests_per_minute,
-                    tokens_per_minute=limits.tokens_per_minute,
-                    tokens=tokens,
-                    span=span,
-                    bucket=bucket,
-                )
-                if wait > 0:
-                    return wait
-                # Conditional, so even a caller that skipped the lock above could not push
-                # one bucket past the whole limit.
-                counted = RateWindow.objects.filter(
-                    key=key,
-                    window_start=current,
-                    requests__lt=limits.requests_per_minute or UNLIMITED,
-                ).update(requests=F("requests") + 1, tokens=F("tokens") + tokens)
-                if not counted:
-                    RateWindow.objects.create(
-                        key=key, window_start=current, requests=1, tokens=tokens
-                    )
-                    # Once per new bucket: buckets that no longer count go.
-                    RateWindow.objects.filter(
-                        key=key, window_start__gt=CONTROL_WINDOW, window_start__lt=oldest
-                    ).delete()
-                return 0.0
+                    if wait is None:
+                        busy.append(stripe)
+                    elif wait <= 0:
+                        return 0.0
+                    else:
+                        waits.append(wait)
+            return min(waits)
         except OperationalError as error:
             if not _is_lock_timeout(error):
                 # A dropped connection, a missing table: retrying every 50 ms for ever
@@ -185,25 +209,86 @@ class DatabaseBackend:
             logger.info("rate limiter: database busy (%s); trying again", error)
             return 0.05
 
+    def _admit_stripe(
+        self,
+        *,
+        key: str,
+        now: float | None,
+        limits: Limits,
+        tokens: int,
+        span: int,
+        bucket: int,
+        blocked_until: float,
+        wait_for_lock: bool,
+    ) -> float | None:
+        """Seconds to wait (0.0: admitted), or None when ``wait_for_lock`` is False and
+        another caller holds this stripe."""
+        from metadata.models import RateWindow
+
+        with transaction.atomic():
+            if wait_for_lock:
+                self._lock_control(key)
+            elif not self._try_lock_control(key):
+                return None
+            # After the lock: the clock read by the holder, so buckets follow each other.
+            now = database_now() if now is None else now
+            current = int(now // bucket) * bucket
+            oldest = current - span
+            if blocked_until > now:
+                return blocked_until - now
+            rows = list(
+                RateWindow.objects.filter(key=key, window_start__gte=oldest).values_list(
+                    "window_start", "requests", "tokens"
+                )
+            )
+            wait = wait_for_room(
+                buckets=rows,
+                now=now,
+                requests_per_minute=limits.requests_per_minute,
+                tokens_per_minute=limits.tokens_per_minute,
+                tokens=tokens,
+                span=span,
+                bucket=bucket,
+            )
+            if wait > 0:
+                return wait
+            # Conditional, so even a caller that skipped the lock above could not push
+            # one bucket past the whole share.
+            counted = RateWindow.objects.filter(
+                key=key,
+                window_start=current,
+                requests__lt=limits.requests_per_minute or UNLIMITED,
+            ).update(requests=F("requests") + 1, tokens=F("tokens") + tokens)
+            if not counted:
+                RateWindow.objects.create(key=key, window_start=current, requests=1, tokens=tokens)
+                # Once per new bucket: buckets that no longer count go.
+                RateWindow.objects.filter(
+                    key=key, window_start__gt=CONTROL_WINDOW, window_start__lt=oldest
+                ).delete()
+            return 0.0
+
     def block_for(self, *, key: str, seconds: float, now: float | None) -> None:
         start = database_now() if now is None else now
         self.block_until(key=key, until=start + seconds)
 
     def block_until(self, *, key: str, until: float) -> None:
+        """One conditional UPDATE (atomic on its own: no lock to take first), so a block
+        is never shortened."""
         from metadata.models import RateWindow
 
-        with transaction.atomic():
-            self._lock_control(key)
-            RateWindow.objects.filter(
-                key=key, window_start=CONTROL_WINDOW, blocked_until__lt=until
-            ).update(blocked_until=until)
+        control = RateWindow.objects.filter(key=key, window_start=CONTROL_WINDOW)
+        if not control.exists():
+            RateWindow.objects.bulk_create(
+                [RateWindow(key=key, window_start=CONTROL_WINDOW)], ignore_conflicts=True
+            )
+        control.filter(blocked_until__lt=until).update(blocked_until=until)
 
     @staticmethod
-    def _lock_control(key: str) -> float:
-        """Lock the key's control row (creating it once) and return its blocked_until.
+    def _lock_control(key: str) -> None:
+        """Lock the stripe's control row (creating it once).
 
         A no-op UPDATE is the lock: PostgreSQL's row lock (held to commit) makes every
-        other admission for this key wait, and on SQLite the write lock is the
+        other admission for this stripe wait, and on SQLite the write lock is the
         IMMEDIATE transaction's anyway. SELECT FOR UPDATE would do nothing on SQLite.
         """
         from metadata.models import RateWindow
@@ -214,7 +299,34 @@ class DatabaseBackend:
                 [RateWindow(key=key, window_start=CONTROL_WINDOW)], ignore_conflicts=True
             )
             control.update(requests=F("requests"))
-        return control.values_list("blocked_until", flat=True).get()
+
+    @staticmethod
+    def _try_lock_control(key: str) -> bool:
+        """Lock the stripe's control row unless another transaction holds it (PostgreSQL's
+        SKIP LOCKED); elsewhere, the waiting lock."""
+        from django.db import connection
+
+        from metadata.models import RateWindow
+
+        if connection.vendor != "postgresql":
+            DatabaseBackend._lock_control(key)
+            return True
+        control = RateWindow.objects.select_for_update(skip_locked=True).filter(
+            key=key, window_start=CONTROL_WINDOW
+        )
+        if control.values_list("pk", flat=True):
+            return True
+        # Held, or missing. A plain read tells which without waiting (an INSERT ... ON
+        # CONFLICT would wait for the holder); a missing row is made and locked.
+        if RateWindow.objects.filter(key=key, window_start=CONTROL_WINDOW).exists():
+            return False
+        DatabaseBackend._lock_control(key)
+        return True
+
+
+def stripe_key(key: str, stripe: int) -> str:
+    """Stripe 0 is the key itself (so one stripe is the unstriped layout)."""
+    return key if stripe == 0 else f"{key}#{stripe}"
 
 
 def _is_lock_timeout(error: OperationalError) -> bool:

@@ -99,3 +99,74 @@ def test_the_database_backend_on_postgresql_shared_by_processes_never_exceeds_th
     services_db,
 ):
     check(run_processes("db"))
+
+
+# -- the database backend's stripes ---------------------------------------------------------
+
+
+def test_stripe_shares_add_up_to_the_limit():
+    from metadata.ratelimit_backends import stripe_shares
+
+    for total in (0, 1, 5, 12, 600, 200_000):
+        for stripes in (1, 3, 4):
+            shares = stripe_shares(total, stripes)
+            assert len(shares) == stripes
+            assert sum(shares) == total
+            assert max(shares) - min(shares) <= 1
+
+
+@pytest.mark.timeout(60)
+def test_admissions_on_postgresql_go_past_a_stripe_another_transaction_holds(services_db):
+    """A caller holding one stripe's row (a slow transaction, a paused process) does not
+    make every other admission wait: the others' shares are admitted at once, and only
+    then does an admission wait for the held row."""
+    import threading
+
+    import psycopg
+
+    from metadata.models import RateWindow
+    from metadata.ratelimit import Limiter
+    from metadata.ratelimit_backends import DatabaseBackend, Limits, stripe_key
+    from tests.processes import database_url
+
+    if connection.vendor != "postgresql":
+        skip_or_fail("needs PostgreSQL (set DATABASE_URL)")
+    key = f"held-{uuid.uuid4().hex[:12]}"
+    limiter = Limiter(key=key, backend=DatabaseBackend(), limits=lambda: Limits(LIMIT, 0))
+    for stripe in range(4):
+        RateWindow.objects.get_or_create(key=stripe_key(key, stripe), window_start=0)
+
+    held = threading.Event()
+    release = threading.Event()
+    released_at: list[float] = []
+
+    def hold_stripe_zero() -> None:
+        with (
+            psycopg.connect(database_url(connection.settings_dict)) as other,
+            other.transaction(),
+        ):
+            other.execute(
+                "UPDATE metadata_ratewindow SET requests = requests"
+                " WHERE key = %s AND window_start = 0",
+                [key],
+            )
+            held.set()
+            release.wait(20)
+            released_at.append(time.monotonic())
+
+    holder = threading.Thread(target=hold_stripe_zero)
+    holder.start()
+    assert held.wait(10)
+    admitted_at = []
+    try:
+        # Each of the four stripes has a share of 3: the three nobody holds give 9.
+        for _ in range(9):
+            assert limiter.try_acquire(tokens=1) == 0.0
+            admitted_at.append(time.monotonic())
+    finally:
+        release.set()
+        holder.join()
+    assert len(admitted_at) == 9 and max(admitted_at) < released_at[0]
+    # Once the holder lets go, stripe 0's share is admitted too; then the limit holds.
+    assert [limiter.try_acquire(tokens=1) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.try_acquire(tokens=1) > 0
