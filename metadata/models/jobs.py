@@ -194,7 +194,11 @@ class JobItemQuerySet(models.QuerySet):
 class JobItem(models.Model):
     """One asset's part of a job. States move only through jobs.py."""
 
-    job = models.ForeignKey(RegenerationJob, on_delete=models.CASCADE, related_name="items")
+    # No index of its own: jobitem_claim_order starts with job_id and serves every lookup
+    # by job (a million-item job's creation pays for one index fewer per row).
+    job = models.ForeignKey(
+        RegenerationJob, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
     asset = models.ForeignKey(
         "mediaopt.MediaAsset", on_delete=models.CASCADE, related_name="job_items"
     )
@@ -207,7 +211,12 @@ class JobItem(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     revision = models.ForeignKey(
-        MetadataRevision, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        MetadataRevision,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,  # jobitem_revision below: only the items that have one
     )
     # An undo item's fields that were changed again after the undone job: kept, unless
     # the undo was told to override them (then they are listed and restored anyway).
@@ -223,7 +232,18 @@ class JobItem(models.Model):
             # item due at the same moment, an index without id made PostgreSQL sort all of
             # a job's pending items to return a batch.
             models.Index(fields=["job", "state", "not_before", "id"], name="jobitem_claim_order"),
-            models.Index(fields=["state", "lease_expires_at"], name="jobitem_lease"),
+            # Partial indexes: only the rows they are looked up by, so the pending items
+            # a job is created with touch neither.
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=models.Q(state="claimed"),
+                name="jobitem_claimed_lease",
+            ),
+            models.Index(
+                fields=["revision"],
+                condition=models.Q(revision__isnull=False),
+                name="jobitem_revision",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
