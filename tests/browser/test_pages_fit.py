@@ -10,7 +10,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from django.contrib.auth.models import User
 from django.urls import reverse
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from billing import ledger
 from billing.models import Account, RequestMeter
@@ -18,7 +18,7 @@ from mediaopt.library import ingest
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
 from metadata import bulk, intake, proposals
-from metadata.models import ItemState, JobItem, JobKind, JobState, ProposalReason
+from metadata.models import ItemState, JobItem, JobKind, JobState, Proposal, ProposalReason
 from metadata.strategies import FieldChange, Plan
 from tests import factories, revision_builders
 
@@ -146,6 +146,17 @@ def test_no_page_scrolls_sideways_on_a_phone(admin_page: Page, superuser: User):
             # The outermost elements that stick out, to say where to look.
             too_wide[name] = (extra, page.evaluate(WIDEST))
     assert too_wide == {}
+
+    # The review screen with nothing waiting: no bulk buttons, the words and the way back.
+    Proposal.objects.all().delete()
+    open_page(page, urls["review"])
+    page.screenshot(path="/tmp/firsthour-phone-review-empty.png", full_page=False)
+    print("screenshot: /tmp/firsthour-phone-review-empty.png")
+    expect(page.get_by_role("button", name="Approve selected")).to_have_count(0)
+    assert sideways(page) == 0
+    assert serious(page) == []
+    page.get_by_role("link", name="back to the library").click()
+    expect(page.locator("h1")).to_have_text("Select image to change")
 
 
 AXE_PAGES = (

@@ -314,6 +314,7 @@ def test_with_nothing_waiting_the_bulk_actions_are_gone_and_the_screen_says_so(r
     assert "Nothing waits for review, so there is nothing to approve or reject." in html
     library = reverse("admin:mediaopt_mediaasset_changelist")
     assert f'<a href="{library}">back to the library</a>' in html
+    assert "mediaopt-review-filters" not in html and "Approving writes" not in html
     (asset,) = imported(1)
     propose(asset, alt_text="A red kite")
     html = reviewer_client.get(reverse(SCREEN)).content.decode()
@@ -327,5 +328,6 @@ def test_filters_that_match_nothing_hide_the_bulk_actions_and_offer_all(reviewer
     propose(asset, job, alt_text="A red kite")
     html = reviewer_client.get(reverse(SCREEN), {"job": job.pk + 1}).content.decode()
     assert "Approve selected" not in html
+    assert "mediaopt-review-filters" in html  # the filters stay, to change them
     assert "Nothing waits for review with these filters, so there is nothing" in html
     assert f'<a href="{reverse(SCREEN)}">Show all proposals</a>' in html
