@@ -10,6 +10,7 @@ from django_q import models as q_models
 
 from mediaopt import views
 from metadata import dashboard, status
+from metadata.admin import notices
 from metadata.admin.common import may_run
 
 admin.site.site_header = "mediaopt"
@@ -33,6 +34,18 @@ def dashboard_index(
 
 
 admin.site.index = dashboard_index
+
+
+_admin_each_context = admin.site.each_context
+
+
+def each_context_with_notices(request: HttpRequest) -> dict[str, Any]:
+    """Every admin page's context; first the user's notices of long jobs, as messages."""
+    notices.show_waiting(request)
+    return _admin_each_context(request)
+
+
+admin.site.each_context = each_context_with_notices
 
 
 def ai_status_line(request: HttpRequest) -> HttpResponse:

@@ -16,6 +16,7 @@ from metadata.models.jobs import (
     RegenerationJobQuerySet,
 )
 from metadata.models.lint import LintRun
+from metadata.models.notices import Notice, NoticeLevel, NoticeQuerySet
 from metadata.models.proposals import Proposal, ProposalQuerySet, ProposalReason, ProposalState
 from metadata.models.ratewindow import RateWindow
 from metadata.models.revisions import MetadataRevision, MetadataRevisionQuerySet, RevisionKind
@@ -45,6 +46,9 @@ __all__ = [
     "LintRun",
     "MetadataRevision",
     "MetadataRevisionQuerySet",
+    "Notice",
+    "NoticeLevel",
+    "NoticeQuerySet",
     "Proposal",
     "ProposalQuerySet",
     "ProposalReason",

@@ -255,8 +255,9 @@ def test_the_history_page_costs_the_same_queries_at_3_and_60_revisions(admin_cli
 
     few, many = _history_queries(admin_client, short), _history_queries(admin_client, long)
 
-    # Session, user, the image, the paginator's count, one page of revisions.
-    assert few == many == 5
+    # Session, user, the notices waiting for the user (messages of long jobs), the image,
+    # the paginator's count, one page of revisions.
+    assert few == many == 6
 
 
 def test_the_history_is_paginated_twenty_a_page_newest_first(admin_client):

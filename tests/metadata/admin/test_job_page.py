@@ -56,7 +56,8 @@ def test_recover_removes_drafts_older_than_a_day_and_keeps_the_rest():
 # -- one truthful job page -----------------------------------------------------------------
 
 STATE_LABELS = dict(JobState.choices)
-QUERIES_OF_THE_PAGE = 13
+# One of them: the notices waiting for the user (messages of long jobs), on every page.
+QUERIES_OF_THE_PAGE = 14
 
 
 def job_in(state: str, *, size: int = 4, reason: str = "", start: int = 0) -> RegenerationJob:

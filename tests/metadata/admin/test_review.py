@@ -248,8 +248,9 @@ def test_the_screen_costs_the_same_queries_at_20_and_10000_waiting(reviewer_clie
     small = screen_queries(reviewer_client)
     waiting_rows(9_980, start=200_000)
     assert screen_queries(reviewer_client) == small
-    # Session, user, settings, jobs offered, the capped count, the page.
-    assert small <= 8
+    # Session, user, the notices waiting for the user (messages of long jobs), settings,
+    # jobs offered, the capped count, the page.
+    assert small <= 9
 
 
 def approve_clean_queries(actor) -> tuple[int, int]:
@@ -304,3 +305,29 @@ def test_the_needs_review_filter_replays_as_listed(admin_client, query):
     expected = {waiting.pk} if query.startswith("needs_review=yes") else {decided.pk, untouched.pk}
     assert listed == expected
     assert library_filters.describe("needs_review=yes") == "all images needing review"
+
+
+def test_with_nothing_waiting_the_bulk_actions_are_gone_and_the_screen_says_so(reviewer_client):
+    html = reviewer_client.get(reverse(SCREEN)).content.decode()
+    for button in ("Approve all without findings", "Approve selected", "Reject selected"):
+        assert button not in html
+    assert "Nothing waits for review, so there is nothing to approve or reject." in html
+    library = reverse("admin:mediaopt_mediaasset_changelist")
+    assert f'<a href="{library}">back to the library</a>' in html
+    assert "mediaopt-review-filters" not in html and "Approving writes" not in html
+    (asset,) = imported(1)
+    propose(asset, alt_text="A red kite")
+    html = reviewer_client.get(reverse(SCREEN)).content.decode()
+    for button in ("Approve all without findings", "Approve selected", "Reject selected"):
+        assert button in html
+
+
+def test_filters_that_match_nothing_hide_the_bulk_actions_and_offer_all(reviewer_client):
+    (asset,) = imported(1)
+    job = finished_job()
+    propose(asset, job, alt_text="A red kite")
+    html = reviewer_client.get(reverse(SCREEN), {"job": job.pk + 1}).content.decode()
+    assert "Approve selected" not in html
+    assert "mediaopt-review-filters" in html  # the filters stay, to change them
+    assert "Nothing waits for review with these filters, so there is nothing" in html
+    assert f'<a href="{reverse(SCREEN)}">Show all proposals</a>' in html
