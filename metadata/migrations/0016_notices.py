@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('metadata', '0014_job_preparing'),
+        ('metadata', '0015_item_indexes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
