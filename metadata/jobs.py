@@ -160,12 +160,16 @@ def enqueue_inline(job: RegenerationJob) -> None:
     _move_job(job, to=JobState.QUEUED, sources={JobState.DRAFT}, runner_heartbeat=timezone.now())
 
 
-def pause(job: RegenerationJob, *, reason: str) -> None:
-    """Runners stop before their next item; in-flight calls are still recorded."""
+def pause(job: RegenerationJob, *, reason: str, by=None) -> None:
+    """Runners stop before their next item; in-flight calls are still recorded.
+
+    ``by``: the person who paused it. The job's starter is told of a pause (a mail and a
+    notice), unless they paused it themselves."""
     _move_job(
         job, to=JobState.PAUSED, sources={JobState.QUEUED, JobState.RUNNING}, pause_reason=reason
     )
-    _notify_on_commit(job)
+    if by is None or by.pk != job.created_by_id:
+        _notify_on_commit(job)
 
 
 def resume(job: RegenerationJob) -> None:

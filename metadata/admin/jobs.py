@@ -305,7 +305,7 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def pause_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         def pause(job: RegenerationJob) -> str:
-            jobs.pause(job, reason=f"Paused by {request.user.get_username()}.")
+            jobs.pause(job, reason=f"Paused by {request.user.get_username()}.", by=request.user)
             return f"Job #{job.pk} paused: no new image is started until it is resumed."
 
         return self._control(request, object_id, pause)

@@ -72,6 +72,19 @@ def test_a_pause_says_why(starter, django_capture_on_commit_callbacks):
     assert [m.subject for m in mail.outbox] == [f"Job #{job.pk} paused (out of credits)"]
 
 
+def test_a_pause_the_starter_made_tells_nobody_one_by_someone_else_tells_the_starter(
+    starter, django_capture_on_commit_callbacks
+):
+    mine = running_job(user=starter, started_ago=timedelta(minutes=2))
+    theirs = running_job(user=starter, started_ago=timedelta(minutes=2), start=10)
+    other = User.objects.create_user("eve", password="x-long-pass")
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.pause(mine, reason="Paused by ada.", by=starter)
+        jobs.pause(theirs, reason="Paused by eve.", by=other)
+    assert [m.subject for m in mail.outbox] == [f"Job #{theirs.pk} paused (Paused by eve.)"]
+    assert list(Notice.objects.values_list("job_id", flat=True)) == [theirs.pk]
+
+
 def test_a_failure_says_why(starter, django_capture_on_commit_callbacks):
     job = running_job(user=starter, started_ago=timedelta(minutes=2))
     with django_capture_on_commit_callbacks(execute=True):
