@@ -12,14 +12,14 @@ part of the test suite::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.pgdb import throwaway_database  # noqa: E402
 
 OLD = "CREATE INDEX bench_claim_old ON metadata_jobitem (job_id, state, not_before)"
 NEW = "jobitem_claim_order"
@@ -30,30 +30,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=21, help="timed runs of each query")
     args = parser.parse_args()
-    name = f"mediaopt_bench_{uuid.uuid4().hex[:8]}"
-    os.environ.pop("REDIS_URL", None)
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "mediaopt.settings",
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
+    with throwaway_database():
         run(args.items, args.runs)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        c.execute(sql)
 
 
 def run(count: int, runs: int) -> None:

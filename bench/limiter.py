@@ -20,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.pgdb import throwaway_database  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -27,17 +29,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--stripes", type=int, default=4, help="the shipped setting")
     args = parser.parse_args()
-    name = f"mediaopt_bench_{uuid.uuid4().hex[:8]}"
-    os.environ.pop("REDIS_URL", None)
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "mediaopt.settings",
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
+    with throwaway_database():
         import django
 
         django.setup()
@@ -49,18 +41,6 @@ def main() -> None:
             for stripes in (1, args.stripes):
                 rate, p50, p99 = run(threads=threads, stripes=stripes, seconds=args.seconds)
                 print(f"{threads:>7} {stripes:>7} {rate:>11.0f} {p50:>7.2f} {p99:>7.2f}")
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        c.execute(sql)
 
 
 def run(*, threads: int, stripes: int, seconds: float) -> tuple[float, float, float]:
