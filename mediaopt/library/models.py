@@ -99,7 +99,7 @@ class MediaAssetQuerySet(models.QuerySet):
                 any_field |= Q(**{f"{name}__icontains": term})
             queryset = queryset.filter(any_field)
         if search.indexed(queryset.db):
-            ids = search.narrowing(terms)
+            ids = search.narrowing(terms, using=queryset.db)
             if ids is not None:
                 queryset = queryset.filter(pk__in=ids)
         return queryset
@@ -139,8 +139,12 @@ class MediaAsset(MetadataFields):
             models.Index(
                 fields=["alt_text_source", "created_at", "id"], name="asset_source_created"
             ),
+            # Partial: Django writes is_decorative=True as the bare column, which SQLite
+            # matches to an index only as a partial index's condition.
             models.Index(
-                fields=["is_decorative", "created_at", "id"], name="asset_decorative_created"
+                fields=["created_at", "id"],
+                condition=Q(is_decorative=True),
+                name="asset_decorative_created",
             ),
             models.Index(
                 fields=["created_at", "id"],

@@ -3,10 +3,11 @@ searched columns, kept in step with the images' table by triggers (migration 000
 
 The search rule stays the admin's (every term in one of the fields, ignoring case, a
 substring): on SQLite the index only narrows the rows to those whose fields hold each
-term's trigrams, and the same ``LIKE`` then decides, so the results are exactly those of
-the plain ``LIKE`` (the trigram tokenizer folds case beyond ASCII, so it finds a superset
-of what SQLite's ``LIKE`` finds, never fewer). Terms under three characters have no
-trigram: they are matched by ``LIKE`` alone, a scan that stops at the page's 100 rows.
+term's trigrams (when they are few: SELECTIVE), and the same ``LIKE`` then decides, so
+the results are exactly those of the plain ``LIKE`` (the trigram tokenizer folds case
+beyond ASCII, so it finds a superset of what SQLite's ``LIKE`` finds, never fewer).
+Terms under three characters have no trigram: they are matched by ``LIKE`` alone, a scan
+that stops at the page's 100 rows.
 
 On PostgreSQL the same ``UPPER(column) LIKE`` runs over pg_trgm GIN indexes on
 ``UPPER(column)`` (migration 0004), so nothing changes in the query there.
@@ -24,6 +25,9 @@ from django.db.models.expressions import RawSQL
 TABLE = "mediaopt_mediaasset_search"
 # The trigram tokenizer indexes three characters at a time: a shorter term has none.
 MIN_TERM = 3
+# Up to this many matching rows the index narrows the search; above it, the matches are
+# common enough that the list's own order meets a page of them within a few scans.
+SELECTIVE = 10_000
 
 
 @functools.cache
@@ -50,11 +54,21 @@ def phrase(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-def narrowing(terms: list[str]) -> RawSQL | None:
+def narrowing(terms: list[str], *, using: str) -> RawSQL | None:
     """The ids of the rows whose fields hold every term of three characters or more (each
-    in any one field), or None when no term is that long."""
+    in any one field); None when no term is that long, or when more than SELECTIVE rows
+    match: then walking the list's order finds a page of matches sooner than sorting
+    every match (one capped count on the FTS table decides)."""
     long_terms = [term for term in terms if len(term) >= MIN_TERM]
     if not long_terms:
         return None
     match = " AND ".join(phrase(term) for term in long_terms)
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM (SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s LIMIT %s)",
+            (match, SELECTIVE + 1),
+        )
+        (found,) = cursor.fetchone()
+    if found > SELECTIVE:
+        return None
     return RawSQL(f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s", (match,))

@@ -58,6 +58,15 @@ def test_the_indexed_search_finds_what_the_plain_like_finds(library, text):
     assert found == set(old_search(text).values_list("pk", flat=True))
 
 
+@pytest.mark.parametrize("text", ["dog", "red dog", "café", "東京", "do"])
+def test_a_common_term_walks_the_list_and_finds_the_same(library, monkeypatch, text):
+    expected = set(old_search(text).values_list("pk", flat=True))
+    monkeypatch.setattr(search, "SELECTIVE", 0)  # every match is "common"
+    queryset = MediaAsset.objects.search(text)
+    assert search.TABLE not in str(queryset.query)
+    assert set(queryset.values_list("pk", flat=True)) == expected
+
+
 def test_the_searches_find_something_to_compare():
     # The comparison above means something only if most searches find images.
     factories.bare_assets(1, start=0, **TEXTS[0])

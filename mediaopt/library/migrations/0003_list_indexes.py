@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='mediaasset',
-            index=models.Index(fields=['is_decorative', 'created_at', 'id'], name='asset_decorative_created'),
+            index=models.Index(condition=models.Q(('is_decorative', True)), fields=['created_at', 'id'], name='asset_decorative_created'),
         ),
         migrations.AddIndex(
             model_name='mediaasset',
