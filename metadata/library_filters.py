@@ -22,10 +22,10 @@ from metadata.models import MetadataRevision, Proposal, RevisionKind, Settings
 
 # The largest id a database column holds: a bigger number names no job.
 MAX_ID = 2**63 - 1
-# Query-string keys of the changelist that choose a page, an order or a view, never
-# which images.
 # Up to this many revisions of a job (proposals waiting), the filter reads them first.
 FEW = 10_000
+# Query-string keys of the changelist that choose a page, an order or a view, never
+# which images.
 NOT_FILTERS = frozenset({"p", "o", "all", "_popup", "_to_field", "e"})
 
 
@@ -39,7 +39,7 @@ def _few_or_many(queryset: QuerySet[MediaAsset], rows: QuerySet) -> QuerySet[Med
     read, then a sort of at most FEW images); above, a test of each image in the list's
     order, which meets a page of them soon. One capped count over the rows' index
     decides; the images selected are the same either way."""
-    if rows[: FEW + 1].count() <= FEW:
+    if rows.order_by().values("pk")[: FEW + 1].count() <= FEW:
         return queryset.filter(pk__in=rows.values("asset_id"))
     return queryset.filter(Exists(rows.filter(asset=OuterRef("pk"))))
 
