@@ -13,7 +13,7 @@ On PostgreSQL the database named is dropped and created again. SQLite is a tempo
 file. Images are rows only (no files), inserted in large batches (``executemany`` on
 SQLite, ``COPY`` on PostgreSQL) with the indexes and the search triggers in place, as
 imports would leave them: a third without alt text, a tenth guessed by the heuristic, 2 %
-decorative; "lighthouse" in about 2 % of the alt texts, "kiwi" in one keyword list in
+decorative; "lighthouse" in 0.7 % of the images, "kiwi" in one keyword list in
 10,000. Each figure is the median of five requests, in milliseconds.
 """
 
@@ -70,7 +70,7 @@ PAGES = {
     "filter: changed by job #1": "job=1",
     "filter: needs review": "needs_review=yes",
     "filter: AI text in another language": "ai_language=other",
-    "search: lighthouse (2 %)": "q=lighthouse",
+    "search: lighthouse (0.7 %)": "q=lighthouse",
     "search: kiwi (1 in 10,000)": "q=kiwi",
     "search: two words": "q=red+dog",
     "search: 2 characters": "q=zq",

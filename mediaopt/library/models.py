@@ -74,6 +74,22 @@ MISSING_ALT_TEXT = Q(Q(alt_text="") | Q(alt_text_source=Source.HEURISTIC), is_de
 
 
 class MediaAssetQuerySet(models.QuerySet):
+    # A common search's FTS narrowing, kept for counting (for_count): the page walks the
+    # list's order, the count reads the index.
+    _count_narrowing = None
+
+    def _clone(self) -> MediaAssetQuerySet:
+        clone = super()._clone()
+        clone._count_narrowing = self._count_narrowing
+        return clone
+
+    def for_count(self) -> MediaAssetQuerySet:
+        """The same rows in the form a count reads least: after a common search, narrowed
+        by the FTS table (a superset of the search's rows, so the count is unchanged)."""
+        if self._count_narrowing is None:
+            return self
+        return self.filter(pk__in=self._count_narrowing)
+
     def missing_alt_text(self) -> MediaAssetQuerySet:
         """Alt text empty or only guessed by the heuristic, and not marked decorative."""
         return self.filter(MISSING_ALT_TEXT)
@@ -99,9 +115,12 @@ class MediaAssetQuerySet(models.QuerySet):
                 any_field |= Q(**{f"{name}__icontains": term})
             queryset = queryset.filter(any_field)
         if search.indexed(queryset.db):
-            ids = search.narrowing(terms, using=queryset.db)
-            if ids is not None:
+            ids, common = search.narrowing(terms, using=queryset.db)
+            if ids is not None and not common:
                 queryset = queryset.filter(pk__in=ids)
+            elif ids is not None:
+                queryset = queryset._chain()
+                queryset._count_narrowing = ids
         return queryset
 
 

@@ -24,7 +24,10 @@ class CappedPaginator(Paginator):
         """The exact number up to the cap, ``cap + 1`` above it (one query:
         ``SELECT COUNT(*) FROM (SELECT id … LIMIT cap + 1)``, without the list's order or
         its annotations, which a count does not need)."""
-        return self.object_list.order_by().values("pk")[: self.cap + 1].count()
+        rows = self.object_list
+        if hasattr(rows, "for_count"):  # the library's queryset: a common search's index
+            rows = rows.for_count()
+        return rows.order_by().values("pk")[: self.cap + 1].count()
 
     @property
     def capped(self) -> bool:
