@@ -27,6 +27,8 @@ LIBRARY_MODULES = (
     "mediaopt.library.decoding",
     "mediaopt.library.filenames",
     "mediaopt.library.ingest",
+    "mediaopt.library.search",
+    "mediaopt.library.paging",
     "mediaopt.library.admin",
 )
 

@@ -30,6 +30,7 @@ from django.utils.timezone import localtime
 from mediaopt.library import images
 from mediaopt.library.fields import FIELDS, source_field
 from mediaopt.library.models import SEARCH_FIELDS, MediaAsset
+from mediaopt.library.paging import CappedPaginator
 
 
 def admin_route(model_admin: admin.ModelAdmin, route: str, view: Any, name: str) -> URLPattern:
@@ -148,8 +149,10 @@ class LibraryAdmin(admin.ModelAdmin):
     list_display_links = ("thumbnail_display", "original_name")
     list_filter = (MissingAltTextFilter, "alt_text_source", "is_decorative")
     search_fields = SEARCH_FIELDS
-    # A COUNT(*) over a large library on every page view costs more than it tells.
+    # A COUNT(*) over a large library on every page view costs more than it tells: no
+    # total beside a filtered count, and the count itself stops at 10,000.
     show_full_result_count = False
+    paginator = CappedPaginator
     readonly_fields = (
         "preview_display",
         "original_name",

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.text import smart_split, unescape_string_literal
 
+from mediaopt.library import search
 from mediaopt.library.fields import (
     ALT_TEXT_MAX,
     CAPTION_MAX,
@@ -67,29 +68,59 @@ class MetadataFields(models.Model):
 SEARCH_FIELDS: tuple[str, ...] = ("original_name", "alt_text", "title", "caption", "keywords")
 
 
+# Alt text empty or only guessed by the heuristic, and not marked decorative. Also the
+# condition of the partial index that serves the "missing alt text" list.
+MISSING_ALT_TEXT = Q(Q(alt_text="") | Q(alt_text_source=Source.HEURISTIC), is_decorative=False)
+
+
 class MediaAssetQuerySet(models.QuerySet):
+    # A common search's FTS narrowing, kept for counting (for_count): the page walks the
+    # list's order, the count reads the index.
+    _count_narrowing = None
+
+    def _clone(self) -> MediaAssetQuerySet:
+        clone = super()._clone()
+        clone._count_narrowing = self._count_narrowing
+        return clone
+
+    def for_count(self) -> MediaAssetQuerySet:
+        """The same rows in the form a count reads least: after a common search, narrowed
+        by the FTS table (a superset of the search's rows, so the count is unchanged)."""
+        if self._count_narrowing is None:
+            return self
+        return self.filter(pk__in=self._count_narrowing)
+
     def missing_alt_text(self) -> MediaAssetQuerySet:
         """Alt text empty or only guessed by the heuristic, and not marked decorative."""
-        return self.filter(
-            Q(alt_text="") | Q(alt_text_source=Source.HEURISTIC), is_decorative=False
-        )
+        return self.filter(MISSING_ALT_TEXT)
 
     def with_alt_text(self) -> MediaAssetQuerySet:
-        """The complement of missing_alt_text, defined by it, so the two can never disagree
-        about what "missing" means."""
-        return self.exclude(pk__in=MediaAsset.objects.missing_alt_text().values("pk"))
+        """The complement of missing_alt_text, the same condition negated (no column in it
+        is nullable), so the two can never disagree about what "missing" means; a row
+        test, not an id subquery, so the list walks its index at any library size."""
+        return self.exclude(MISSING_ALT_TEXT)
 
     def search(self, text: str) -> MediaAssetQuerySet:
         """Every word (or "quoted phrase") of ``text`` in one of SEARCH_FIELDS, ignoring
-        case: the admin's own search rule (ModelAdmin.get_search_results)."""
+        case: the admin's own search rule (ModelAdmin.get_search_results). On SQLite the
+        FTS5 trigram table narrows the rows first (mediaopt.library.search)."""
         queryset = self
+        terms = []
         for term in smart_split(text):
             if term.startswith(('"', "'")) and term[0] == term[-1]:
                 term = unescape_string_literal(term)
+            terms.append(term)
             any_field = Q()
             for name in SEARCH_FIELDS:
                 any_field |= Q(**{f"{name}__icontains": term})
             queryset = queryset.filter(any_field)
+        if search.indexed(queryset.db):
+            ids, common = search.narrowing(terms, using=queryset.db)
+            if ids is not None and not common:
+                queryset = queryset.filter(pk__in=ids)
+            elif ids is not None:
+                queryset = queryset._chain()
+                queryset._count_narrowing = ids
         return queryset
 
 
@@ -120,7 +151,26 @@ class MediaAsset(MetadataFields):
         ordering = ["-created_at", "-id"]
         verbose_name = "image"
         verbose_name_plural = "images"
-        indexes = [models.Index(fields=["alt_text_source"])]
+        # The list's order, and each filter's column before it, so a first page (and a
+        # filtered one) reads 100 rows from an index instead of sorting the library.
+        indexes = [
+            models.Index(fields=["created_at", "id"], name="asset_created_order"),
+            models.Index(
+                fields=["alt_text_source", "created_at", "id"], name="asset_source_created"
+            ),
+            # Partial: Django writes is_decorative=True as the bare column, which SQLite
+            # matches to an index only as a partial index's condition.
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(is_decorative=True),
+                name="asset_decorative_created",
+            ),
+            models.Index(
+                fields=["created_at", "id"],
+                condition=MISSING_ALT_TEXT,
+                name="asset_missing_alt_created",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.original_name

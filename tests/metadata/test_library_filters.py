@@ -62,6 +62,23 @@ def test_changed_by_job_and_revised_replay_as_listed(admin_client):
         assert set(library_filters.replay(query).values_list("pk", flat=True)) == listed, query
 
 
+def test_a_large_job_or_review_queue_selects_the_same_images(monkeypatch):
+    first, second, _ = imported(3, start=60)
+    job = finished_job()
+    generated(first, job, alt_text="A boat")
+    generated(second, job, alt_text="A car")
+    queries = (f"job={job.pk}", "needs_review=yes", "needs_review=no")
+    few = {
+        query: set(library_filters.replay(query).values_list("pk", flat=True)) for query in queries
+    }
+    monkeypatch.setattr(library_filters, "FEW", 0)  # every job and queue is "large"
+    many = {
+        query: set(library_filters.replay(query).values_list("pk", flat=True)) for query in queries
+    }
+    assert many == few
+    assert few[f"job={job.pk}"] == {first.pk, second.pk}
+
+
 @pytest.mark.parametrize(
     ("query", "words"),
     [
