@@ -170,6 +170,9 @@ class MediaAsset(MetadataFields):
                 condition=MISSING_ALT_TEXT,
                 name="asset_missing_alt_created",
             ),
+            # The lint's "same alt text as N other images" count, once per written image:
+            # without it every image of a job read the whole library.
+            models.Index(fields=["alt_text"], name="asset_alt_text"),
         ]
 
     def __str__(self) -> str:

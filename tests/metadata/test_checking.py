@@ -185,3 +185,11 @@ def test_a_heuristic_value_with_an_error_is_dropped_not_written():
     asset.refresh_from_db()
     assert outcome.revision is not None and outcome.proposal is None
     assert asset.alt_text == "" and asset.title == "Harbour at dawn"
+
+
+def test_the_duplicate_alt_text_count_reads_an_index_not_the_library():
+    """Once per written image: a scan would read every image of a million-image library."""
+    from mediaopt.library.models import MediaAsset
+
+    plan = MediaAsset.objects.filter(alt_text="A red kite").exclude(pk=1).explain()
+    assert "asset_alt_text" in plan, plan
