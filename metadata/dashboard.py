@@ -69,7 +69,7 @@ def coverage(*, language: str) -> Coverage:
             for source in sources
         },
     )
-    other = library_filters.in_other_language(MediaAsset.objects.all(), language=language).count()
+    other = MediaAsset.objects.filter(library_filters.other_language(language)).count()
     return Coverage(
         images=totals["images"],
         images_url=_library_url(),

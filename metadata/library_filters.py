@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
-from metadata.models import MetadataRevision, Proposal, RevisionKind, Settings
+from metadata.models import MetadataRevision, Proposal, Settings
 
 # The largest id a database column holds: a bigger number names no job.
 MAX_ID = 2**63 - 1
@@ -50,13 +50,9 @@ def job_number(value: str) -> int | None:
 
 
 def revised(queryset: QuerySet[MediaAsset], *, since_import: bool) -> QuerySet[MediaAsset]:
-    """Images changed since their import, or (``since_import=False``) only imported.
-
-    Revision 1 is the import and each change adds one to the current number.
-    """
-    if since_import:
-        return queryset.filter(current_revision__number__gt=1)
-    return queryset.filter(current_revision__number=1)
+    """Images changed since their import, or (``since_import=False``) only imported: the
+    column revisions.py keeps (the current revision is past number 1)."""
+    return queryset.filter(revised=since_import)
 
 
 def changed_by_job(queryset: QuerySet[MediaAsset], *, job_id: int) -> QuerySet[MediaAsset]:
@@ -66,22 +62,23 @@ def changed_by_job(queryset: QuerySet[MediaAsset], *, job_id: int) -> QuerySet[M
     return _few_or_many(queryset, MetadataRevision.objects.filter(job_id=job_id))
 
 
-def ai_language(queryset: QuerySet[MediaAsset]) -> QuerySet[MediaAsset]:
-    """Each image with the language its latest AI values were asked in (``ai_language``,
-    None where AI never wrote)."""
-    latest = (
-        MetadataRevision.objects.filter(asset=OuterRef("pk"), kind=RevisionKind.GENERATED)
-        .exclude(language="")
-        .order_by("-number")
-        .values("language")[:1]
-    )
-    return queryset.annotate(ai_language=Subquery(latest))
+def other_language(language: str) -> Q:
+    """AI text asked in another language than ``language``: two ranges of the column's
+    index, below and above it (a "not equal" no index serves)."""
+    return (Q(ai_language__lt=language) | Q(ai_language__gt=language)) & ~Q(ai_language="")
 
 
 def in_other_language(queryset: QuerySet[MediaAsset], *, language: str) -> QuerySet[MediaAsset]:
     """Images whose latest AI text was asked in another language than ``language``: what to
-    regenerate after the language setting changed."""
-    return ai_language(queryset).filter(ai_language__isnull=False).exclude(ai_language=language)
+    regenerate after the language setting changed (``ai_language``, kept by revisions.py).
+
+    As two ranges of the column's index (below and above ``language``): up to FEW such
+    images, their ids are read from it; above, the list's order is walked."""
+    other = other_language(language)
+    matching = MediaAsset.objects.filter(other).order_by().values("pk")
+    if matching[: FEW + 1].count() <= FEW:
+        return queryset.filter(pk__in=matching)
+    return queryset.filter(other)
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,14 @@ def _prepare(
     return _Pending(asset=asset, revision=revision, values=values, sources=sources)
 
 
+def _language_of(revision: MetadataRevision) -> dict[str, str]:
+    """The asset's ``ai_language`` follows the AI revisions only (the library's "AI text in
+    another language" filter): other kinds leave it as it was."""
+    if revision.kind == RevisionKind.GENERATED and revision.language:
+        return {"ai_language": revision.language}
+    return {}
+
+
 def _apply(pending: list[_Pending]) -> None:
     """Write prepared revisions (one INSERT for all) and make each its asset's current one,
     each with a conditional UPDATE on the revision it was based on."""
@@ -131,6 +139,8 @@ def _apply(pending: list[_Pending]) -> None:
         ).update(
             current_revision=revision,
             is_decorative=revision.is_decorative,
+            revised=revision.number > 1,
+            **_language_of(revision),
             updated_at=now,
             **p.values,
             **{source_field(name): p.sources[name] for name in FIELDS},

@@ -44,6 +44,7 @@ def generated(
     provider: str = "openai",
     model: str = "gpt-4o-mini",
     decorative: bool | None = None,
+    language: str = "",
     **values: str,
 ) -> MetadataRevision:
     """A generated result written as a job would (strategies already applied)."""
@@ -58,6 +59,7 @@ def generated(
         job=job,
         provider=provider,
         model=model,
+        language=language,
     )
     assert revision is not None
     return revision

@@ -142,6 +142,14 @@ class MediaAsset(MetadataFields):
         related_name="+",
         editable=False,
     )
+    # Kept by metadata.revisions with every revision it makes current, for the library's
+    # filters at a million images (a subquery per image was the alternative): the language
+    # the latest AI values were asked in ("" where AI never wrote), and whether the image
+    # changed since its import (its current revision is past number 1).
+    # db_default: added with ALTER TABLE, where SQLite would copy the table (and lose the
+    # search index's triggers) for a Python default.
+    ai_language = models.CharField(max_length=35, blank=True, editable=False, db_default="")
+    revised = models.BooleanField(editable=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -173,6 +181,10 @@ class MediaAsset(MetadataFields):
             # The lint's "same alt text as N other images" count, once per written image:
             # without it every image of a job read the whole library.
             models.Index(fields=["alt_text"], name="asset_alt_text"),
+            models.Index(
+                fields=["created_at", "id"], condition=Q(revised=True), name="asset_revised_created"
+            ),
+            models.Index(fields=["ai_language"], name="asset_ai_language"),
         ]
 
     def __str__(self) -> str:
