@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from metadata import bulk, proposals, recovery, relint, revisions, runner
+from metadata import bulk, proposals, pruning, recovery, relint, revisions, runner
 from metadata.models import Settings
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,8 @@ def recover() -> None:
 def prune_revisions() -> int:
     removed = revisions.prune()
     expired = proposals.expire(days=Settings.objects.current().revisions_keep_days)
-    logger.info("prune_revisions: %s revision(s) removed", removed)
+    items = pruning.prune_items()
+    logger.info("prune_revisions: %s revision(s) and %s job item(s) removed", removed, items)
     if expired:
         logger.info("prune_revisions: %s proposal(s) waited too long and expired", expired)
     return removed

@@ -61,6 +61,7 @@ def with_states(job: RegenerationJob, *states: str, error: str = "") -> None:
         JobItem.objects.filter(pk=item_id).update(
             state=state, error=error if state == ItemState.FAILED else ""
         )
+    factories.recount_jobs(job)
 
 
 def set_state(job: RegenerationJob, state: str) -> RegenerationJob:

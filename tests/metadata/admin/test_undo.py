@@ -29,7 +29,7 @@ from metadata.models import (
     RegenerationJob,
     Settings,
 )
-from tests.factories import bare_assets
+from tests.factories import bare_assets, recount_jobs
 from tests.revision_builders import generated as ai_write
 from tests.revision_builders import hand_edit, imported
 
@@ -62,7 +62,7 @@ def finished(job: RegenerationJob) -> RegenerationJob:
     RegenerationJob.objects.filter(pk=job.pk).update(
         state=JobState.COMPLETED, finished_at=timezone.now()
     )
-    job.refresh_from_db()
+    recount_jobs(job)
     return job
 
 
