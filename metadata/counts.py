@@ -16,7 +16,8 @@ from collections import Counter
 from collections.abc import Iterable
 
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.db.models.sql import UpdateQuery
 
 from metadata.models import COUNT_COLUMNS, ItemState, JobItem, RegenerationJob
@@ -81,6 +82,14 @@ def update_returning(items: QuerySet, **fields) -> list[tuple[int, str]]:
         return list(cursor.fetchall())
 
 
-def claimed(*, job_id: int) -> int:
-    """The job's claimed items: at most its runners' concurrency, over the claim index."""
-    return JobItem.objects.filter(job_id=job_id, state=ItemState.CLAIMED).count()
+def claimed_subquery() -> Coalesce:
+    """The claimed items of the row's job (at most its runners' concurrency), counted over
+    the claim index by a correlated subquery: a job row's read and this in one query."""
+    held = (
+        JobItem.objects.filter(job=OuterRef("pk"), state=ItemState.CLAIMED)
+        .order_by()
+        .values("job")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(held), 0)

@@ -27,7 +27,9 @@ def prune_revisions() -> int:
     removed = revisions.prune()
     expired = proposals.expire(days=Settings.objects.current().revisions_keep_days)
     items = pruning.prune_items()
-    logger.info("prune_revisions: %s revision(s) and %s job item(s) removed", removed, items)
+    logger.info("prune_revisions: %s revision(s) removed", removed)
+    if items:
+        logger.info("prune_revisions: %s item(s) of old finished jobs removed", items)
     if expired:
         logger.info("prune_revisions: %s proposal(s) waited too long and expired", expired)
     return removed

@@ -163,6 +163,7 @@ def test_skips_are_counted_by_reason(admin_client, django_capture_on_commit_call
     JobItem.objects.filter(job=job, state=ItemState.FAILED).update(
         state=ItemState.SKIPPED, error="the image is busy in another job"
     )
+    recount_jobs(job)
     skips = between(page(admin_client, job), '<ul class="mediaopt-job-skips">', "</ul>")
     assert skips == (
         "<li>the image is busy in another job: 4</li>"

@@ -241,18 +241,19 @@ def test_the_progress_poll_costs_the_same_queries_at_10_and_2000_items(
     size, admin_client, django_assert_num_queries
 ):
     job = job_with_some_of_everything(size)
-    # Session, user, the job (its counts are subqueries), item counts, ledger, failures,
-    # skip reasons.
-    with django_assert_num_queries(7):
+    # Session, user, the job, its counts (the row and its claimed items), the items of
+    # the rate's window, ledger, failures, skip reasons.
+    with django_assert_num_queries(8):
         response = admin_client.get(job_url("progress", job), {"shown": "running"})
     assert response.status_code == 200
     assert f"4 of {size}</strong>" in response.content.decode()
 
 
 @pytest.mark.parametrize("size", [10, 2000])
-def test_job_summary_takes_three_queries_whatever_the_size(size, django_assert_num_queries):
+def test_job_summary_takes_four_queries_whatever_the_size(size, django_assert_num_queries):
     job = job_with_some_of_everything(size)
-    with django_assert_num_queries(3):
+    # The counts, the items of the rate's window (a running job), ledger, failures.
+    with django_assert_num_queries(4):
         summary = progress.job_summary(job)
     assert (summary.progress.total, summary.progress.done, summary.progress.failed) == (
         size,

@@ -434,6 +434,7 @@ def test_an_undo_job_never_offers_retry_failed(client, story):
     JobItem.objects.filter(job=undo_job, asset__original_name="photo-0.jpg").update(
         state=ItemState.FAILED, error="disk full"
     )
+    recount_jobs(undo_job)
     html = client.get(job_url("change", undo_job)).content.decode()
     assert "disk full" in html  # the failure is listed ...
     assert ">Retry failed</button>" not in html  # ... but undoing again is the way
