@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -225,10 +225,18 @@ def cancel_pending(*, job_id: int, error: str) -> int:
     cancelled = 0
     while True:
         with transaction.atomic():
-            chunk = JobItem.objects.filter(job_id=job_id, state=ItemState.PENDING).values("pk")
-            n = JobItem.objects.filter(
-                pk__in=Subquery(chunk[:step]), state=ItemState.PENDING
-            ).update(state=ItemState.CANCELLED, error=error, updated_at=timezone.now())
+            chunk = (
+                JobItem.objects.filter(job_id=job_id, state=ItemState.PENDING)
+                .order_by()
+                .values("pk")[:step]
+            )
+            chosen = JobItem.objects.filter(pk__in=Subquery(chunk))
+            if connection.features.has_select_for_update:
+                # PostgreSQL: an item claimed since the subquery's snapshot is rechecked
+                # against this when its lock is granted. SQLite holds the write lock from
+                # BEGIN (IMMEDIATE), and this filter would make it read every pending item.
+                chosen = chosen.filter(state=ItemState.PENDING)
+            n = chosen.update(state=ItemState.CANCELLED, error=error, updated_at=timezone.now())
             counts.moved(job_id=job_id, state=ItemState.CANCELLED, n=n)
         cancelled += n
         if n < step:

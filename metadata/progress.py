@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import get_language_info
 
@@ -99,11 +100,24 @@ def progress(job: RegenerationJob) -> Progress:
 
 
 def recently_worked(job: RegenerationJob, *, since: datetime) -> int:
-    """Items the job finished since ``since`` (the rate's window), over the jobitem_recent
-    index: only those items are read."""
-    return JobItem.objects.filter(
-        job_id=job.pk, state__in=WORKED_ITEM_STATES, updated_at__gte=since
-    ).count()
+    """Items the job finished since ``since`` (the rate's window), in one query: a count
+    per worked state, each an equality and a range on the jobitem_recent index, so only
+    those items are read (an IN over the states made SQLite read every item of the job)."""
+    per_state = {
+        state.value: Coalesce(
+            Subquery(
+                JobItem.objects.filter(job=OuterRef("pk"), state=state, updated_at__gte=since)
+                .order_by()
+                .values("job")
+                .annotate(n=Count("id"))
+                .values("n")
+            ),
+            0,
+        )
+        for state in WORKED_ITEM_STATES
+    }
+    row = RegenerationJob.objects.filter(pk=job.pk).annotate(**per_state).values(*per_state)
+    return sum((row.first() or {}).values())
 
 
 # -- reading a job for a person ----------------------------------------------------------
