@@ -143,7 +143,8 @@ def build_assets(n: int, offset: int) -> int:
     own = {
         "file": f"'bench/' || {i} || '.jpg'",
         "original_name": f"'photo-' || {i} || '.jpg'",
-        "sha256": f"lpad(CAST({i} AS text), 64, '0')" if pg else f"printf('%064d', {i})",
+        # "b" and digits: never a bare asset's hex sha256.
+        "sha256": f"'b' || lpad(CAST({i} AS text), 63, '0')" if pg else f"printf('b%063d', {i})",
     }
     columns = [f.column for f in MediaAsset._meta.concrete_fields if f.column != "id"]
     chosen = ", ".join(own.get(c, f"t.{qn(c)}") for c in columns)
