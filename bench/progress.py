@@ -178,8 +178,8 @@ def build_job(n: int, offset: int):
     now = connection.ops.adapt_datetimefield_value(hour_ago)
     empty = JobItem._meta.get_field("conflicts").get_db_prep_save([], connection)
     state = (
-        "CASE WHEN a.id % 10 < 6 THEN 'succeeded' WHEN a.id % 10 = 6 THEN 'skipped' "
-        "WHEN a.id % 10 = 7 THEN 'failed' ELSE 'pending' END"
+        "CASE WHEN a.id %% 10 < 6 THEN 'succeeded' WHEN a.id %% 10 = 6 THEN 'skipped' "
+        "WHEN a.id %% 10 = 7 THEN 'failed' ELSE 'pending' END"
     )
     with connection.cursor() as cursor:
         cursor.execute(
