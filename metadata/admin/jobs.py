@@ -159,9 +159,12 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         return {
             "job": job,
             "summary": summary,
+            # A GROUP BY over the skipped items: not on every poll of a moving job.
             "skips": (
                 progress.skips_by_reason(job=job)
-                if summary.progress.skipped and not summary.pruned
+                if summary.progress.skipped
+                and not summary.pruned
+                and state not in {JobState.QUEUED, JobState.RUNNING}
                 else []
             ),
             "notice": notice,
