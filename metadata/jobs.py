@@ -245,7 +245,9 @@ def cancel_pending(*, job_id: int, error: str) -> int:
             n = chosen.update(state=ItemState.CANCELLED, error=error, updated_at=timezone.now())
             counts.moved(job_id=job_id, state=ItemState.CANCELLED, n=n)
         cancelled += n
-        if n < step:
+        # Until a chunk finds none: on PostgreSQL a chunk may be short because a runner
+        # claimed some of its items meanwhile, with more pending after them.
+        if not n:
             return cancelled
 
 
