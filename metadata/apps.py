@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_migrate, pre_delete
 
 RECOVER_SCHEDULE = "mediaopt.recover"
 PRUNE_SCHEDULE = "mediaopt.prune_revisions"
@@ -52,6 +52,14 @@ def create_schedules(*, using: str = "default", **kwargs) -> None:
         )
 
 
+def forget_items_of_deleted_asset(*, instance, **kwargs) -> None:
+    """An image deleted from the library takes its job items with it (a cascade): their
+    jobs stop counting them, in the delete's transaction (metadata.counts.deleted)."""
+    from metadata import counts
+
+    counts.deleted(asset_id=instance.pk)
+
+
 class MetadataConfig(AppConfig):
     name = "metadata"
     verbose_name = "Metadata"
@@ -60,3 +68,8 @@ class MetadataConfig(AppConfig):
         # After django_q's own migrations exist; sender=self runs each once per migrate.
         post_migrate.connect(create_schedules, sender=self, dispatch_uid="mediaopt.schedules")
         post_migrate.connect(create_cache_table, sender=self, dispatch_uid=CACHE_TABLE)
+        pre_delete.connect(
+            forget_items_of_deleted_asset,
+            sender="mediaopt.MediaAsset",
+            dispatch_uid="mediaopt.job_counts",
+        )

@@ -445,7 +445,9 @@ def prepare(*, job_id: int) -> None:
         jobs.fail(job, reason=str(error))
         return
     jobs.add_items(job=job, assets=wanted)
-    _finish_preparing(job, added=JobItem.objects.filter(job=job).count())
+    # The job row's count: a second delivery counts what the first added too.
+    job.refresh_from_db(fields=["items_total"])
+    _finish_preparing(job, added=job.items_total)
 
 
 def _finish_preparing(job: RegenerationJob, *, added: int) -> bool:

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.db.models import F, Max, Min, QuerySet
 from django.utils import timezone
 
-from metadata import jobs
+from metadata import counts
 from metadata.models import ItemState, JobItem, JobState, RegenerationJob
 
 
@@ -65,7 +65,7 @@ def add_items(
             if not _still_preparing(job.pk):
                 break
             n = _insert_items(job_id=job.pk, assets=assets.filter(pk__gte=bottom, pk__lte=top))
-            jobs._count_added(job_id=job.pk, n=n)
+            counts.added(job_id=job.pk, n=n)
         added += n
         if on_chunk is not None:
             on_chunk(added)

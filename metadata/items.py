@@ -32,7 +32,7 @@ from django.db.models import (
 from django.utils import timezone
 
 from billing import ledger
-from metadata import generation, jobs, revisions
+from metadata import counts, generation, jobs, revisions
 from metadata.models import (
     FINAL_JOB_STATES,
     ItemState,
@@ -141,9 +141,13 @@ def claim(
             ops.adapt_datetimefield_value(now),
             batch_size,
         ]
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+            counts.moved(
+                job_id=job_id, state=failed_state, n=sum(row[3] == failed_state for row in rows)
+            )
         # RETURNING keeps no order: the claim's order is (not_before, id).
         rows.sort(key=lambda row: (str(row[4]), row[0]))
         claimed = [
@@ -258,6 +262,7 @@ def finish_item(
         JobItem.objects.filter(pk=item_id).update(
             state=state, error=error, revision=outcome.revision, updated_at=now
         )
+        counts.moved(job_id=item.job_id, state=state)
         if hold_key and outcome.charged:
             ledger.capture(hold_key=hold_key, capture_key=ledger.capture_key(item_id=item_id))
             captured = True
@@ -267,10 +272,19 @@ def finish_item(
 
 
 def _let_go(item_id: int, lease_token: uuid.UUID, **fields) -> bool:
-    """Move a held item out of ``claimed`` and clear its lease; False if the lease was lost."""
-    if _held(item_id, lease_token).update(
-        lease_token=None, lease_expires_at=None, updated_at=timezone.now(), **fields
-    ):
+    """Move a held item out of ``claimed`` and clear its lease, counted on its job if that
+    was to a final state (decided in the statement: see pending_unless_finished); False
+    if the lease was lost."""
+    with transaction.atomic():
+        rows = counts.update_returning(
+            _held(item_id, lease_token),
+            lease_token=None,
+            lease_expires_at=None,
+            updated_at=timezone.now(),
+            **fields,
+        )
+        counts.moved_rows(rows)
+    if rows:
         return True
     _lease_lost(item_id)
     return False
@@ -391,7 +405,7 @@ def finish_undo_items(*, items: list[ClaimedItem], job: RegenerationJob) -> int:
             groups.setdefault((state, error, plan.conflicts), []).append(item.id)
         own_revision = MetadataRevision.objects.filter(job=job, asset_id=OuterRef("asset_id"))
         for (state, error, conflicts), ids in groups.items():
-            JobItem.objects.filter(pk__in=ids).update(
+            n = JobItem.objects.filter(pk__in=ids).update(
                 state=state,
                 error=error,
                 conflicts=list(conflicts),
@@ -400,4 +414,5 @@ def finish_undo_items(*, items: list[ClaimedItem], job: RegenerationJob) -> int:
                 lease_expires_at=None,
                 updated_at=now,
             )
+            counts.moved(job_id=job.pk, state=state, n=n)
     return len(mine)

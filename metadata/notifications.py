@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from metadata.models import ItemState, JobState, Notice, NoticeLevel, RegenerationJob
@@ -35,17 +35,15 @@ def ran_long_enough(*, job: RegenerationJob) -> bool:
 
 def summary_line(*, job: RegenerationJob) -> str:
     """ "Job #7 completed: 38 succeeded, 2 failed" — the subject and the first line."""
-    counts = dict(
-        job.items.order_by().values("state").annotate(n=Count("id")).values_list("state", "n")
-    )
+    # The job row's counts (metadata.counts): no count over its items.
     parts = [
-        f"{counts.get(state, 0)} {label}"
-        for state, label in (
-            (ItemState.SUCCEEDED, "succeeded"),
-            (ItemState.FAILED, "failed"),
-            (ItemState.SKIPPED, "skipped"),
+        f"{n} {label}"
+        for n, label in (
+            (job.items_succeeded, "succeeded"),
+            (job.items_failed, "failed"),
+            (job.items_skipped, "skipped"),
         )
-        if counts.get(state, 0)
+        if n
     ]
     line = f"Job #{job.pk} {job.get_state_display().lower()}"
     if job.state == JobState.PAUSED and job.pause_reason:

@@ -1,6 +1,7 @@
 """Reads of a job: counts per item state, the summary a page or the CLI shows, failures.
 
-A few queries whatever the number of items: the job page polls these every second.
+A few small queries whatever the number of items (the counts are on the job's row, see
+metadata.counts): the job page polls these every second.
 """
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import get_language_info
 
 from mediaopt.library.fields import LABELS
+from metadata import counts
 from metadata.models import (
     FINAL_JOB_STATES,
     WORKED_ITEM_STATES,
@@ -66,12 +69,55 @@ class Progress:
 
 
 def progress(job: RegenerationJob) -> Progress:
-    """Counts per item state in one aggregate query, whatever the number of items."""
-    counts = JobItem.objects.filter(job_id=job.pk).aggregate(
-        total=Count("id"),
-        **{state.value: Count("id", filter=Q(state=state)) for state in ItemState},
+    """Counts per item state from the job row (its counts, kept by metadata.counts) and
+    its few claimed items, in one small query whatever the number of items."""
+    row = (
+        RegenerationJob.objects.filter(pk=job.pk)
+        .annotate(claimed=counts.claimed_subquery())
+        .values(
+            "items_total",
+            "items_succeeded",
+            "items_skipped",
+            "items_failed",
+            "items_cancelled",
+            "claimed",
+        )
+        .first()
     )
-    return Progress(**counts)
+    if row is None:
+        return Progress(**dict.fromkeys(ItemState.values, 0), total=0)
+    done = row["items_succeeded"] + row["items_skipped"] + row["items_failed"]
+    done += row["items_cancelled"]
+    return Progress(
+        total=row["items_total"],
+        pending=max(row["items_total"] - done - row["claimed"], 0),
+        claimed=row["claimed"],
+        succeeded=row["items_succeeded"],
+        skipped=row["items_skipped"],
+        failed=row["items_failed"],
+        cancelled=row["items_cancelled"],
+    )
+
+
+def recently_worked(job: RegenerationJob, *, since: datetime) -> int:
+    """Items the job finished since ``since`` (the rate's window), in one query: a count
+    per worked state, each an equality and a range on the jobitem_recent index, so only
+    those items are read (an IN over the states made SQLite read every item of the job)."""
+    per_state = {
+        state.value: Coalesce(
+            Subquery(
+                JobItem.objects.filter(job=OuterRef("pk"), state=state, updated_at__gte=since)
+                .order_by()
+                .values("job")
+                .annotate(n=Count("id"))
+                .values("n")
+            ),
+            0,
+        )
+        for state in WORKED_ITEM_STATES
+    }
+    row = RegenerationJob.objects.filter(pk=job.pk).annotate(**per_state).values(*per_state)
+    return sum((row.first() or {}).values())
 
 
 # -- reading a job for a person ----------------------------------------------------------
@@ -109,8 +155,14 @@ class Summary:
         return self.job.state in FINAL_JOB_STATES
 
     @property
+    def pruned(self) -> bool:
+        """Retention deleted the job's items (metadata.pruning): the counts stay, the list
+        of failures and the reasons for skips are gone."""
+        return self.job.items_pruned_at is not None
+
+    @property
     def failures_not_shown(self) -> int:
-        return self.progress.failed - len(self.failures)
+        return 0 if self.pruned else self.progress.failed - len(self.failures)
 
 
 def failures(
@@ -135,8 +187,9 @@ def job_summary(
 ) -> Summary:
     """The job as read by the caller, with its items and ledger summed up.
 
-    Three queries at most (item counts, ledger sums, the first failures), whether the job
-    has ten items or a hundred thousand: the page polls this every second.
+    A few small queries (the job row's counts, its claimed items, the items finished in
+    the rate's window, ledger sums, the first failures), whether the job has ten items or
+    a million: the page polls this every second.
     """
     from billing.models import EntryKind, LedgerEntry, Unit
 
@@ -144,13 +197,8 @@ def job_summary(
     window_start = now - RATE_WINDOW
     if job.started_at is not None and job.started_at > window_start:
         window_start = job.started_at
-    counts = JobItem.objects.filter(job_id=job.pk).aggregate(
-        total=Count("id"),
-        recent=Count("id", filter=Q(state__in=WORKED_ITEM_STATES, updated_at__gte=window_start)),
-        **{state.value: Count("id", filter=Q(state=state)) for state in ItemState},
-    )
-    recent = counts.pop("recent")
-    counted = Progress(**counts)
+    counted = progress(job)
+    recent = recently_worked(job, since=window_start) if job.state == JobState.RUNNING else 0
     # Captures are negative entries and refunds positive ones, both carrying the job id.
     spent = LedgerEntry.objects.filter(
         job_id=job.pk, kind__in=[EntryKind.CAPTURE, EntryKind.REFUND]
@@ -180,7 +228,11 @@ def job_summary(
         requests_used=-(spent["requests"] or 0),
         images_per_minute=rate,
         seconds_left=seconds_left,
-        failures=failures(job, limit=failures_shown) if counted.failed else [],
+        failures=(
+            failures(job, limit=failures_shown)
+            if counted.failed and job.items_pruned_at is None
+            else []
+        ),
     )
 
 

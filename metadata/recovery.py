@@ -10,11 +10,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from billing import ledger
-from metadata import items, jobs
+from metadata import counts, items, jobs
 from metadata.models import (
     ACTIVE_ITEM_STATES,
     FINAL_JOB_STATES,
@@ -43,25 +44,34 @@ def recover(now: datetime | None = None) -> Recovery:
     """
     now = now or timezone.now()
     # Items a cancel or failure left behind (a give-back that raced it): nobody works them.
-    released = JobItem.objects.filter(
-        Q(state=ItemState.PENDING) | Q(state=ItemState.CLAIMED, lease_expires_at__lt=now),
-        job__state__in=FINAL_JOB_STATES,
-    ).update(
-        state=ItemState.CANCELLED,
-        error="cancelled",
-        lease_token=None,
-        lease_expires_at=None,
-        updated_at=now,
-    )
+    with transaction.atomic():
+        rows = counts.update_returning(
+            JobItem.objects.filter(
+                Q(state=ItemState.PENDING) | Q(state=ItemState.CLAIMED, lease_expires_at__lt=now),
+                job__state__in=FINAL_JOB_STATES,
+            ),
+            state=ItemState.CANCELLED,
+            error="cancelled",
+            lease_token=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        counts.moved_rows(rows)
+    released = len(rows)
     # The attempt stays counted: a worker that died on this image used it up. The state is
-    # decided in the same statement, so a cancel committing meanwhile still wins.
-    released += JobItem.objects.filter(state=ItemState.CLAIMED, lease_expires_at__lt=now).update(
-        state=items.pending_unless_finished(),
-        error=items.error_unless_finished(None),
-        lease_token=None,
-        lease_expires_at=None,
-        updated_at=now,
-    )
+    # decided in the same statement, so a cancel committing meanwhile still wins (and the
+    # rows it returns say which items were cancelled, to count them).
+    with transaction.atomic():
+        rows = counts.update_returning(
+            JobItem.objects.filter(state=ItemState.CLAIMED, lease_expires_at__lt=now),
+            state=items.pending_unless_finished(),
+            error=items.error_unless_finished(None),
+            lease_token=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        counts.moved_rows(rows)
+    released += len(rows)
 
     # Holds of workers that died between hold and capture: nothing is spent twice or lost.
     released_holds = ledger.release_expired(now=now)

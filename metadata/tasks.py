@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from metadata import bulk, notifications, proposals, recovery, relint, revisions, runner
+from metadata import bulk, notifications, proposals, pruning, recovery, relint, revisions, runner
 from metadata.models import Settings
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,10 @@ def prune_revisions() -> int:
     removed = revisions.prune()
     expired = proposals.expire(days=Settings.objects.current().revisions_keep_days)
     notifications.prune()
+    items = pruning.prune_items()
     logger.info("prune_revisions: %s revision(s) removed", removed)
+    if items:
+        logger.info("prune_revisions: %s item(s) of old finished jobs removed", items)
     if expired:
         logger.info("prune_revisions: %s proposal(s) waited too long and expired", expired)
     return removed

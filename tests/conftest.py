@@ -82,13 +82,18 @@ JOB_TEST_MODULES = (
     "test_bulk",
     "test_progress",
     "test_regenerate_command",
+    "test_creation",
+    "test_undo",
+    "test_counts",
+    "test_pruning",
 )
 
 
 @pytest.fixture(autouse=True)
 def job_invariants(request, monkeypatch):
     """After every job test: no live item under a finished job, attempts within claims,
-    every unfinished job with a runner or recoverable (tests/job_invariants.py)."""
+    each job's counts equal to its items', every unfinished job with a runner or
+    recoverable (tests/job_invariants.py)."""
     module = request.node.module.__name__.rsplit(".", 1)[-1]
     if (
         request.node.get_closest_marker("django_db") is None

@@ -123,6 +123,7 @@ def build_world(user: User | None, media_root) -> World:
     finished = revision_builders.finished_job(created_by=user)
     revision_builders.generated(asset, finished, alt_text="New words")
     JobItem.objects.create(job=finished, asset=spare, state=ItemState.FAILED, error="it broke")
+    factories.recount_jobs(finished)
     account = Account.objects.current()
     running = RegenerationJob.objects.create(
         kind=JobKind.BULK, state=JobState.RUNNING, account=account, created_by=user

@@ -140,7 +140,7 @@ class UndoMixin:
         except undo.CannotUndo as error:
             self.message_user(request, str(error), messages.WARNING)
             return HttpResponseRedirect(self.job_url("change", job.pk))
-        count = started.job.items.count()
+        count = started.job.items_total
         message = format_html(
             "Undoing job #{} on {} image{} — {}. It costs no credits.",
             job.pk,

@@ -3,6 +3,7 @@
 
 from metadata.models.jobs import (
     ACTIVE_ITEM_STATES,
+    COUNT_COLUMNS,
     DONE_ITEM_STATES,
     FINAL_JOB_STATES,
     WORKED_ITEM_STATES,
@@ -33,6 +34,7 @@ from metadata.models.settings import (
 
 __all__ = [
     "ACTIVE_ITEM_STATES",
+    "COUNT_COLUMNS",
     "DONE_ITEM_STATES",
     "FINAL_JOB_STATES",
     "WORKED_ITEM_STATES",

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import ExpressionWrapper, F
 from django.utils import timezone
 
 from metadata.models.revisions import MetadataRevision
@@ -70,17 +69,16 @@ DONE_ITEM_STATES = (
 WORKED_ITEM_STATES = (ItemState.SUCCEEDED, ItemState.SKIPPED, ItemState.FAILED)
 
 
-def _item_count(**filters) -> Coalesce:
-    """Items of the row's job, counted by a correlated subquery: evaluated for the rows
-    selected only, instead of grouping every item of every job."""
-    counted = (
-        JobItem.objects.filter(job=OuterRef("pk"), **filters)
-        .order_by()
-        .values("job")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    return Coalesce(Subquery(counted), 0)
+# The job row's column that counts its items in each final state (kept by the one writer,
+# metadata/counts.py, in the transaction that moves an item there). Pending and claimed
+# are not kept: claimed is a count over the claim index (at most the concurrency), pending
+# is what is left of the total.
+COUNT_COLUMNS = {
+    ItemState.SUCCEEDED: "items_succeeded",
+    ItemState.SKIPPED: "items_skipped",
+    ItemState.FAILED: "items_failed",
+    ItemState.CANCELLED: "items_cancelled",
+}
 
 
 class RegenerationJobQuerySet(models.QuerySet):
@@ -100,13 +98,14 @@ class RegenerationJobQuerySet(models.QuerySet):
         return self.filter(models.Q(finished_at__isnull=True) | models.Q(finished_at__gte=cutoff))
 
     def with_progress(self) -> RegenerationJobQuerySet:
-        """Each job with item_total, item_done, item_succeeded and item_failed: one query
-        for the rows whatever the number of items (the admin's list and the settings page)."""
+        """Each job with item_total, item_done, item_succeeded and item_failed, read from
+        the job row's counts: no query over the items (the admin's list, the settings page)."""
+        done = F("items_succeeded") + F("items_skipped") + F("items_failed") + F("items_cancelled")
         return self.annotate(
-            item_total=_item_count(),
-            item_done=_item_count(state__in=DONE_ITEM_STATES),
-            item_succeeded=_item_count(state=ItemState.SUCCEEDED),
-            item_failed=_item_count(state=ItemState.FAILED),
+            item_total=F("items_total"),
+            item_done=ExpressionWrapper(done, output_field=models.IntegerField()),
+            item_succeeded=F("items_succeeded"),
+            item_failed=F("items_failed"),
         )
 
     def recent_with_progress(self, limit: int = 10) -> RegenerationJobQuerySet:
@@ -161,6 +160,16 @@ class RegenerationJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Its items, counted by the one writer as they are added and as each reaches a final
+    # state (metadata/counts.py): progress reads these, never an aggregate of the items.
+    items_total = models.PositiveIntegerField(default=0)
+    items_succeeded = models.PositiveIntegerField(default=0)
+    items_skipped = models.PositiveIntegerField(default=0)
+    items_failed = models.PositiveIntegerField(default=0)
+    items_cancelled = models.PositiveIntegerField(default=0)
+    # When retention deleted the items of this finished job (metadata/pruning.py): the
+    # counts above stay, the item list (failures, skip reasons) is gone.
+    items_pruned_at = models.DateTimeField(null=True, blank=True)
 
     objects = RegenerationJobQuerySet.as_manager()
 
@@ -244,6 +253,9 @@ class JobItem(models.Model):
                 condition=models.Q(revision__isnull=False),
                 name="jobitem_revision",
             ),
+            # The job page's rate: the items a job finished in the last minutes, found
+            # without reading the others.
+            models.Index(fields=["job", "state", "updated_at"], name="jobitem_recent"),
         ]
         constraints = [
             models.UniqueConstraint(

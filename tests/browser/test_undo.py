@@ -28,6 +28,7 @@ from tests.browser.test_jobs import (  # noqa: F401
     module_media,
     with_old_ai_text,
 )
+from tests.factories import recount_jobs
 
 pytestmark = [
     pytest.mark.browser,
@@ -66,6 +67,7 @@ def finished_job_that_wrote(assets: list[MediaAsset]) -> RegenerationJob:
     RegenerationJob.objects.filter(pk=job.pk).update(
         state=JobState.COMPLETED, finished_at=timezone.now()
     )
+    recount_jobs(job)
     return job
 
 

@@ -89,6 +89,7 @@ def test_a_large_import_stores_a_range_and_a_retry_a_filter():
     assert job.scope == {"id_range": [min(ids), max(ids)], "images": len(ids)}
     assert "1,001 new images" in bulk.describe_scope(job)
     JobItem.objects.filter(job=job, asset_id__in=ids[:3]).update(state=ItemState.FAILED)
+    factories.recount_jobs(job)
     jobs.cancel(job)
     retry = jobs.retry_failed(job=job, actor=None)
     assert retry.job.scope == {"retry_of": job.pk, "state": "failed"}

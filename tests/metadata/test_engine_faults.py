@@ -37,6 +37,7 @@ from metadata import (
 from metadata.models import ItemState, JobItem, JobState, RegenerationJob
 from metadata.ratelimit import Limiter
 from metadata.ratelimit_backends import DatabaseBackend, Limits
+from tests import factories
 from tests.fakeopenai import Fault
 from tests.metadata.test_jobs import item_of, make_assets, new_job
 
@@ -156,6 +157,7 @@ def test_recover_completes_a_resumed_job_whose_last_items_ended_before_its_runne
         JobItem.objects.filter(pk=item.id).update(
             state=ItemState.SUCCEEDED, lease_token=None, lease_expires_at=None
         )
+    factories.recount_jobs(job)
     with django_capture_on_commit_callbacks(execute=True):
         jobs.resume(job)  # its runner task is lost (the Redis broker is at-most-once)
     assert len(lost) == 1

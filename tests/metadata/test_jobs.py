@@ -53,6 +53,7 @@ def new_job(assets, *, kind=JobKind.BULK, state: str | None = None, **kwargs):
         RegenerationJob.objects.filter(pk=job.pk).update(state=state)
         if state in FINAL_JOB_STATES:
             job.items.filter(state=ItemState.PENDING).update(state=ItemState.CANCELLED)
+        factories.recount_jobs(job)
         job.refresh_from_db()
     return job
 
@@ -63,6 +64,7 @@ def item_of(job) -> JobItem:
 
 def set_item(item: JobItem, **fields) -> JobItem:
     JobItem.objects.filter(pk=item.pk).update(**fields)
+    factories.recount_jobs(item.job)
     item.refresh_from_db()
     return item
 
@@ -398,6 +400,7 @@ def test_an_asset_has_at_most_one_active_item_enforced_by_the_database():
     # A finished item no longer holds the asset.
     set_item(item_of(first), state=ItemState.SUCCEEDED)
     JobItem.objects.create(job=second, asset=asset)
+    factories.recount_jobs(second)
 
 
 def test_create_job_skips_busy_assets_and_says_how_many():

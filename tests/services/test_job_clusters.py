@@ -17,6 +17,7 @@ from metadata import intake, jobs, progress, recovery
 from metadata.models import ItemState, JobKind, JobState, MetadataRevision, RegenerationJob
 from tests import factories
 from tests.fakeopenai import Fault
+from tests.job_invariants import miscounted
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -123,6 +124,7 @@ def test_a_cluster_killed_mid_job_leaves_no_survivor_and_a_new_one_finishes_the_
 
     assert job.state == JobState.COMPLETED, second.output()
     assert progress.progress(job).succeeded == 40
+    assert miscounted() == []  # the job row's counts, through a kill -9
     per_asset = ai_revisions_per_asset(job)
     assert len(per_asset) == 40 and max(per_asset.values()) == 1, per_asset
 
@@ -143,6 +145,7 @@ def test_a_poison_image_that_kills_its_worker_fails_after_its_attempts(start_clu
     assert item.state == ItemState.FAILED and item.attempts == 2
     assert item.error == "gave up after 2 attempts (the worker died while processing this image)"
     assert progress.progress(job).succeeded == 5
+    assert miscounted() == []  # the exhausted item's failure counted once
     assert cluster.process.poll() is None  # the cluster lived on; only its workers died
     assert "reincarnated" in cluster.output().lower(), cluster.output()
 
@@ -170,6 +173,7 @@ def test_two_clusters_on_one_job_never_claim_an_image_twice(start_cluster, fake_
         asset.pk: 1 for asset in assets
     }
     assert set(ai_revisions_per_asset(job).values()) == {1}
+    assert miscounted() == []  # two clusters' writes to one job row, none lost
     # The extra deliveries reached the clusters and left the job to its one runner.
     logs = bulk.output() + interactive.output()
     assert len(re.findall(rf"job {job.pk} has a live runner; this delivery exits", logs)) >= 1

@@ -12,7 +12,7 @@ from django.utils import timezone
 from metadata import bulk, jobs, recovery
 from metadata.admin.jobs import FAILURES_PER_PAGE
 from metadata.models import ItemState, JobItem, JobKind, JobState, RegenerationJob
-from tests.factories import bare_assets
+from tests.factories import bare_assets, recount_jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
@@ -76,6 +76,7 @@ def job_in(state: str, *, size: int = 4, reason: str = "", start: int = 0) -> Re
     JobItem.objects.filter(pk=second.pk).update(
         state=ItemState.SKIPPED, error="nothing to fill: every chosen field has a value"
     )
+    recount_jobs(job)
     if state == JobState.PAUSED:
         jobs.pause(job, reason=reason)
     elif state == JobState.CANCELLED:
@@ -84,6 +85,7 @@ def job_in(state: str, *, size: int = 4, reason: str = "", start: int = 0) -> Re
         jobs.fail(job, reason="no model configured")
     elif state == JobState.COMPLETED:
         job.items.filter(state=ItemState.PENDING).update(state=ItemState.FAILED, error="refused")
+        recount_jobs(job)
         assert jobs.complete_if_done(job)
     job.refresh_from_db()
     assert job.state == state
@@ -162,6 +164,7 @@ def test_skips_are_counted_by_reason(admin_client, django_capture_on_commit_call
     JobItem.objects.filter(job=job, state=ItemState.FAILED).update(
         state=ItemState.SKIPPED, error="the image is busy in another job"
     )
+    recount_jobs(job)
     skips = between(page(admin_client, job), '<ul class="mediaopt-job-skips">', "</ul>")
     assert skips == (
         "<li>the image is busy in another job: 4</li>"

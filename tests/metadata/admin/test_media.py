@@ -566,6 +566,7 @@ def finished_single_job(asset: MediaAsset) -> JobItem:
         job=job,
     ).revision
     JobItem.objects.filter(job=job).update(state="succeeded", revision=revision)
+    factories.recount_jobs(job)
     return JobItem.objects.get(job=job)
 
 

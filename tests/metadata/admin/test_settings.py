@@ -43,6 +43,7 @@ def set_items(job: RegenerationJob, *states: str) -> None:
         job.items.order_by("id").values_list("id", flat=True), states, strict=False
     ):
         JobItem.objects.filter(pk=item_id).update(state=state)
+    factories.recount_jobs(job)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from metadata.models import (
     RegenerationJob,
     Settings,
 )
-from tests.factories import bare_assets
+from tests.factories import bare_assets, recount_jobs
 from tests.revision_builders import generated as ai_write
 from tests.revision_builders import hand_edit, imported
 
@@ -62,7 +62,7 @@ def finished(job: RegenerationJob) -> RegenerationJob:
     RegenerationJob.objects.filter(pk=job.pk).update(
         state=JobState.COMPLETED, finished_at=timezone.now()
     )
-    job.refresh_from_db()
+    recount_jobs(job)
     return job
 
 
@@ -434,6 +434,7 @@ def test_an_undo_job_never_offers_retry_failed(client, story):
     JobItem.objects.filter(job=undo_job, asset__original_name="photo-0.jpg").update(
         state=ItemState.FAILED, error="disk full"
     )
+    recount_jobs(undo_job)
     html = client.get(job_url("change", undo_job)).content.decode()
     assert "disk full" in html  # the failure is listed ...
     assert ">Retry failed</button>" not in html  # ... but undoing again is the way

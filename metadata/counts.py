@@ -1,0 +1,95 @@
+"""A job's counts per item state, kept on its row: part of the one writer of job and item
+rows (jobs.py, items.py, creation.py and recovery.py call these in the transaction that
+adds items or moves them to a final state).
+
+Final states are final (items.ITEM_TRANSITIONS), so each item is counted once, by the
+statement that moved it there: a constant state with the UPDATE's row count, or, when the
+state is decided in the statement itself (a give-back that finds its job cancelled, a
+recovery over every job), the rows the UPDATE returns. The increments are F()
+expressions, one UPDATE of the job row per job, after the items' UPDATE: item rows are
+locked before the job's row everywhere, so two writers never wait on each other in turn.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from django.db import connection
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.db.models.sql import UpdateQuery
+
+from metadata.models import COUNT_COLUMNS, ItemState, JobItem, RegenerationJob
+
+
+def added(*, job_id: int, n: int) -> None:
+    """``n`` pending items were just added to the job."""
+    if n:
+        RegenerationJob.objects.filter(pk=job_id).update(items_total=F("items_total") + n)
+
+
+def moved(*, job_id: int, state: str, n: int = 1) -> None:
+    """``n`` items of the job were just moved to ``state`` (nothing if it is not final)."""
+    column = COUNT_COLUMNS.get(state)
+    if column and n:
+        RegenerationJob.objects.filter(pk=job_id).update(**{column: F(column) + n})
+
+
+def moved_rows(rows: Iterable[tuple[int, str]]) -> None:
+    """Count ``(job_id, state)`` rows an UPDATE returned: one UPDATE per job, in job order."""
+    by_job: dict[int, Counter[str]] = {}
+    for job_id, state in rows:
+        if state in COUNT_COLUMNS:
+            by_job.setdefault(job_id, Counter())[state] += 1
+    for job_id in sorted(by_job):
+        fields = {COUNT_COLUMNS[s]: F(COUNT_COLUMNS[s]) + n for s, n in by_job[job_id].items()}
+        RegenerationJob.objects.filter(pk=job_id).update(**fields)
+
+
+def deleted(*, asset_id: int) -> None:
+    """The asset's items are about to go with it (a pre_delete of the asset, in the
+    delete's transaction): their jobs count them no more. Their rows are locked first
+    (PostgreSQL), so none reaches a final state between this count and the delete."""
+    held = JobItem.objects.filter(asset_id=asset_id)
+    if connection.features.has_select_for_update:
+        held = held.select_for_update()
+    rows = list(held.values_list("job_id", "state"))
+    by_job: dict[int, Counter[str]] = {}
+    for job_id, state in rows:
+        by_job.setdefault(job_id, Counter())[state] += 1
+    for job_id in sorted(by_job):
+        counted = by_job[job_id]
+        fields = {"items_total": F("items_total") - sum(counted.values())}
+        for state, n in counted.items():
+            if state in COUNT_COLUMNS:
+                fields[COUNT_COLUMNS[state]] = F(COUNT_COLUMNS[state]) - n
+        # Items of a pruned job are gone already: nothing of theirs is left to delete.
+        RegenerationJob.objects.filter(pk=job_id).update(**fields)
+
+
+def update_returning(items: QuerySet, **fields) -> list[tuple[int, str]]:
+    """``items.update(**fields)`` that returns the ``(job_id, state)`` of each row it
+    changed, as written (UPDATE ... RETURNING, on PostgreSQL and SQLite 3.35+)."""
+    query = items.query.chain(UpdateQuery)
+    query.add_update_values(fields)
+    sql, params = query.get_compiler(items.db).as_sql()
+    if not sql:
+        return []
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {qn('job_id')}, {qn('state')}", params)
+        return list(cursor.fetchall())
+
+
+def claimed_subquery() -> Coalesce:
+    """The claimed items of the row's job (at most its runners' concurrency), counted over
+    the claim index by a correlated subquery: a job row's read and this in one query."""
+    held = (
+        JobItem.objects.filter(job=OuterRef("pk"), state=ItemState.CLAIMED)
+        .order_by()
+        .values("job")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(held), 0)
