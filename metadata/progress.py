@@ -101,7 +101,7 @@ def progress(job: RegenerationJob) -> Progress:
 
 def recently_worked(job: RegenerationJob, *, since: datetime) -> int:
     """Items the job finished since ``since`` (the rate's window), in one query: a count
-    per worked state, each an equality and a range on the jobitem_recent index, so only
+    per worked state, each a range on that state's jobitem_recent_* index, so only
     those items are read (an IN over the states made SQLite read every item of the job)."""
     per_state = {
         state.value: Coalesce(

@@ -78,9 +78,16 @@ class Migration(migrations.Migration):
             name="items_total",
             field=models.PositiveIntegerField(default=0),
         ),
-        migrations.AddIndex(
-            model_name="jobitem",
-            index=models.Index(fields=["job", "state", "updated_at"], name="jobitem_recent"),
+        *(
+            migrations.AddIndex(
+                model_name="jobitem",
+                index=models.Index(
+                    fields=["job", "updated_at"],
+                    condition=models.Q(state=state),
+                    name=f"jobitem_recent_{state}",
+                ),
+            )
+            for state in ("succeeded", "skipped", "failed")
         ),
         migrations.RunPython(fill_counts, migrations.RunPython.noop, elidable=True),
     ]

@@ -254,8 +254,16 @@ class JobItem(models.Model):
                 name="jobitem_revision",
             ),
             # The job page's rate: the items a job finished in the last minutes, found
-            # without reading the others.
-            models.Index(fields=["job", "state", "updated_at"], name="jobitem_recent"),
+            # without reading the others. One partial index per worked state, so the
+            # pending items a job is created with (and every lease renewal) touch none.
+            *(
+                models.Index(
+                    fields=["job", "updated_at"],
+                    condition=models.Q(state=state),
+                    name=f"jobitem_recent_{state.value}",
+                )
+                for state in WORKED_ITEM_STATES
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -237,3 +237,12 @@ def test_the_nightly_task_prunes_items_with_the_revisions_retention():
     tasks.prune_revisions()
     job.refresh_from_db()
     assert job.items_pruned_at is not None and not job.items.exists()
+
+
+@pytest.mark.parametrize("state", ["succeeded", "skipped", "failed"])
+def test_the_rate_reads_only_the_recent_items_of_one_state(state):
+    """Each worked state's count is a range on its own partial index: the pending items a
+    job is made with enter none of them, and the rate reads none of them."""
+    since = timezone.now() - timedelta(minutes=2)
+    query = JobItem.objects.filter(job_id=1, state=state, updated_at__gte=since)
+    assert f"jobitem_recent_{state}" in query.explain()
