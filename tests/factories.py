@@ -381,7 +381,7 @@ def bare_assets(n: int, *, start: int = 0, **fields):
 
 def recount_jobs(*jobs) -> None:
     """Set the job rows' counts (items_total, items_succeeded, ...) from their items, as
-    migration 0015 does: for tests that write item states or rows directly instead of
+    migration 0017 does: for tests that write item states or rows directly instead of
     through the one writer (the job invariants then hold again). No jobs: every job."""
     from django.db.models import Count
 

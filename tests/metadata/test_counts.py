@@ -177,7 +177,7 @@ def test_the_migration_fills_the_counts_of_existing_jobs():
     RegenerationJob.objects.filter(pk=job.pk).update(
         items_total=0, items_succeeded=0, items_skipped=0, items_failed=0, items_cancelled=0
     )
-    migration = importlib.import_module("metadata.migrations.0015_job_counts")
+    migration = importlib.import_module("metadata.migrations.0017_job_counts")
     migration.fill_counts(apps, SimpleNamespace(connection=connection))
     job.refresh_from_db()
     assert (job.items_total, job.items_succeeded, job.items_skipped, job.items_failed) == (
