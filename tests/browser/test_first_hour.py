@@ -147,6 +147,10 @@ def test_a_newcomer_reaches_ai_on_the_whole_library_from_the_dashboard(
         path.write_bytes(factories.jpeg(120, 80, color=color))
         files.append(path)
     page.goto(reverse("admin:mediaopt_mediaasset_upload"))
+    # What the upload will spend, said before it.
+    expect(page.locator("#mediaopt-ai-status")).to_have_text(
+        "AI on upload: each new image uses one credit (100 left); duplicates cost nothing."
+    )
     look(page, "upload")
     page.get_by_label("Images").set_input_files(files)
     page.get_by_role("button", name="Upload").click()

@@ -290,6 +290,13 @@ def test_the_upload_message_escapes_the_file_names_beside_its_link(admin_client)
     assert "&lt;script&gt;x.jpg is already in the library as &lt;b&gt;kept.jpg" in html
 
 
+def test_the_upload_page_says_what_an_upload_will_spend_before_it(admin_client, settings):
+    settings.OPENAI_API_KEY = "sk-test-upload-page"
+    html = admin_client.get(UPLOAD).content.decode()
+    assert 'id="mediaopt-ai-status"' in html
+    assert "AI on upload: each new image uses one credit (10,000 left)" in html
+
+
 def test_upload_page_needs_add_permission(client):
     viewer = User.objects.create_user("viewer", password="pw-viewer-123", is_staff=True)
     viewer.user_permissions.add(
