@@ -57,6 +57,20 @@ class ReadOnlyAdminMixin:
         return False
 
 
+class SuperuserOnlyMixin:
+    """Internals (the task queue's tables, the ledger's holds and meters): superusers see
+    them; nobody else gets them in the sidebar or by URL, whatever their permissions."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser and super().has_change_permission(request, obj)
+
+
 def page_context(
     model_admin: admin.ModelAdmin,
     request: HttpRequest,
