@@ -135,6 +135,9 @@ def test_the_bulk_confirmation_page_says_where_metadata_comes_from(admin_client,
     page = admin_client.get(response["Location"]).content.decode()
     assert 'id="mediaopt-ai-status"' in page
     assert "Heuristic only: no OpenAI key is configured." in page
+    # The heading promises no AI the run will not use.
+    assert "<h1>Regenerate metadata without AI</h1>" in page
+    assert "with AI" not in page.split("<h1>", 1)[1].split("</h1>", 1)[0]
 
 
 @pytest.mark.unfunded
