@@ -26,6 +26,7 @@ from mediaopt.library.models import MediaAsset
 from metadata import intake, progress
 from metadata.models import JobKind, JobState, RegenerationJob
 from tests import factories
+from tests.browser.conftest import screenshot
 from tests.browser.test_jobs import bulk_and_interactive, media_root, module_media  # noqa: F401
 from tests.fakeopenai import FAKE_API_KEY, FakeOpenAI
 from tests.processes import Cluster
@@ -79,9 +80,7 @@ def serious(page: Page) -> list[str]:
 
 def look(page: Page, name: str) -> None:
     """A screenshot to look at, and axe-core's verdict on the page."""
-    path = f"/tmp/firsthour-{name}.png"
-    page.screenshot(path=path, full_page=False)
-    print(f"screenshot: {path}")
+    screenshot(page, f"firsthour-{name}")
     assert serious(page) == [], name
 
 

@@ -21,6 +21,7 @@ from metadata import bulk, intake, proposals
 from metadata.models import ItemState, JobItem, JobKind, JobState, Proposal, ProposalReason
 from metadata.strategies import FieldChange, Plan
 from tests import factories, revision_builders
+from tests.browser.conftest import screenshot
 
 pytestmark = [
     pytest.mark.browser,
@@ -139,9 +140,7 @@ def test_no_page_scrolls_sideways_on_a_phone(admin_page: Page, superuser: User):
     too_wide = {}
     for name, url in urls.items():
         open_page(page, url)
-        path = f"/tmp/firsthour-phone-{name}.png"
-        page.screenshot(path=path, full_page=False)
-        print(f"screenshot: {path}")
+        screenshot(page, f"firsthour-phone-{name}")
         if extra := sideways(page):
             # The outermost elements that stick out, to say where to look.
             too_wide[name] = (extra, page.evaluate(WIDEST))
@@ -150,8 +149,7 @@ def test_no_page_scrolls_sideways_on_a_phone(admin_page: Page, superuser: User):
     # The review screen with nothing waiting: no bulk buttons, the words and the way back.
     Proposal.objects.all().delete()
     open_page(page, urls["review"])
-    page.screenshot(path="/tmp/firsthour-phone-review-empty.png", full_page=False)
-    print("screenshot: /tmp/firsthour-phone-review-empty.png")
+    screenshot(page, "firsthour-phone-review-empty")
     expect(page.get_by_role("button", name="Approve selected")).to_have_count(0)
     assert sideways(page) == 0
     assert serious(page) == []
@@ -193,9 +191,7 @@ def test_the_pages_have_no_serious_accessibility_violation(admin_page: Page, sup
     found = {}
     for name in AXE_PAGES:
         open_page(page, urls[name])
-        path = f"/tmp/firsthour-{name}.png"
-        page.screenshot(path=path, full_page=False)
-        print(f"screenshot: {path}")
+        screenshot(page, f"firsthour-{name}")
         if violations := serious(page):
             found[name] = violations
     assert found == {}
@@ -230,9 +226,7 @@ def test_every_column_of_the_lists_shows_at_1366_beside_the_sidebar(
     for name in LISTS_AT_1366:
         open_page(page, urls[name])
         expect(page.locator("#nav-sidebar")).to_be_visible()
-        path = f"/tmp/firsthour-list-{name}.png"
-        page.screenshot(path=path)
-        print(f"screenshot: {path}")
+        screenshot(page, f"firsthour-list-{name}")
         if columns := hidden_columns(page):
             hidden[name] = columns
     assert hidden == {}
@@ -265,9 +259,8 @@ def test_the_admins_dark_theme_holds_on_the_pages_with_no_serious_violation(
             "getComputedStyle(document.querySelector('#content')).backgroundColor"
             " || getComputedStyle(document.body).backgroundColor"
         )
-        path = f"/tmp/firsthour-dark-{name}.png"
-        page.screenshot(path=path, full_page=False)
-        print(f"screenshot: {path} (content background {background})")
+        screenshot(page, f"firsthour-dark-{name}")
+        print(f"content background in the dark theme: {background}")
         if violations := serious(page):
             found[name] = violations
     assert found == {}
