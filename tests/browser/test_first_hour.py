@@ -215,6 +215,8 @@ def test_a_newcomer_reaches_ai_on_the_whole_library_from_the_dashboard(
     expect(panel.get_by_role("button", name="Pause")).to_be_visible()
     expect(panel).to_contain_text(f"Job #{job.pk} completed: {LIBRARY} succeeded", timeout=60_000)
     expect(panel.locator(".mediaopt-job-state")).to_have_text("Completed")
+    # The Resume's notice went with the state it spoke of: the page says one thing.
+    expect(panel).not_to_contain_text("resumed")
     look(page, "job-completed")
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED
