@@ -26,7 +26,7 @@ from django.utils.html import format_html
 
 from billing import crypto, ledger
 from billing.models import Account, CreditHold, LedgerEntry, RequestMeter
-from mediaopt.library.admin import ReadOnlyAdminMixin, admin_route
+from mediaopt.library.admin import ReadOnlyAdminMixin, SuperuserOnlyMixin, admin_route
 
 GRANT_PERMISSION = "billing.grant_credits"
 PLAN_PERMISSION = "billing.change_account_plan"
@@ -251,8 +251,10 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         return super().get_queryset(request).select_related("account", "actor")
 
 
+# Holds and meters are the ledger's workings (the account's page shows balance and held):
+# for superusers only, like the task queue's tables.
 @admin.register(CreditHold)
-class CreditHoldAdmin(ReadOnlyAdmin):
+class CreditHoldAdmin(SuperuserOnlyMixin, ReadOnlyAdmin):
     list_display = ("created_at", "account", "unit", "amount", "state", "expires_at", "item_id")
     list_filter = ("state", "unit", "account")
     search_fields = ("idempotency_key",)
@@ -260,6 +262,6 @@ class CreditHoldAdmin(ReadOnlyAdmin):
 
 
 @admin.register(RequestMeter)
-class RequestMeterAdmin(ReadOnlyAdmin):
+class RequestMeterAdmin(SuperuserOnlyMixin, ReadOnlyAdmin):
     list_display = ("account", "month", "used", "held")
     list_filter = ("account",)

@@ -68,9 +68,10 @@ class Estimate:
 
     @property
     def summary(self) -> str:
+        images = _count(self.images, "image needs", "images need")
         if self.mode == AccountMode.BUNDLED:
             text = (
-                f"{self.images:,} image(s) need an AI call: {self.credits_needed:,} credit(s); "
+                f"{images} an AI call: {_count(self.credits_needed, 'credit')}; "
                 f"{self.credits_available:,} available."
             )
             if not self.enough:
@@ -81,10 +82,15 @@ class Estimate:
             if self.approx_usd is not None
             else f"no price known for {self.model}"
         )
-        text = f"{self.images:,} image(s) need an AI call: {self.requests:,} request(s), {cost}."
+        text = f"{images} an AI call: {_count(self.requests, 'request')}, {cost}."
         if self.cap_remaining is not None:
-            text += f" {self.cap_remaining:,} request(s) left under this month's cap."
+            text += f" {_count(self.cap_remaining, 'request')} left under this month's cap."
         return text
+
+
+def _count(n: int, one: str, many: str = "") -> str:
+    """ "1 credit", "2,000 credits": the number with its word in the right number."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 def estimate(*, account: Account, images_needing_paid_call: int, model: str) -> Estimate:

@@ -9,6 +9,7 @@ from django_q import admin as q_admin
 from django_q import models as q_models
 
 from mediaopt import views
+from mediaopt.library.admin import SuperuserOnlyMixin
 from metadata import dashboard, status
 from metadata.admin import notices
 from metadata.admin.common import may_run
@@ -57,25 +58,13 @@ def ai_status_line(request: HttpRequest) -> HttpResponse:
     )
 
 
-class SuperuserOnly:
-    """django-q2's task tables are the queue's internals: editors never need them."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_superuser
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.is_superuser
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.is_superuser and super().has_change_permission(request, obj)
-
-
 def _superusers_only(model: type, model_admin: type[admin.ModelAdmin]) -> None:
     # Only what django-q2 registered itself (its queue table only with the ORM broker).
+    # django-q2's task tables are the queue's internals: editors never need them.
     if not admin.site.is_registered(model):
         return
     admin.site.unregister(model)
-    admin.site.register(model, type(model_admin.__name__, (SuperuserOnly, model_admin), {}))
+    admin.site.register(model, type(model_admin.__name__, (SuperuserOnlyMixin, model_admin), {}))
 
 
 for _model, _admin in (

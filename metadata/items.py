@@ -42,6 +42,9 @@ from metadata.models import (
 )
 from metadata.providers.base import DescribeResult
 
+# A succeeded item's note when the heuristic wrote it instead of AI, before the reason.
+FALLBACK_NOTE = "heuristic instead of AI: "
+
 logger = logging.getLogger(__name__)
 
 ITEM_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -222,9 +225,13 @@ def finish_item(
     source: str,
     options: generation.GenerationOptions,
     hold_key: str | None = None,
+    fallback_reason: str = "",
 ) -> bool:
     """Write a result under the lease: revision, asset fields, item state and, for a paid
     call, the credit capture, together.
+
+    ``fallback_reason``: why the heuristic wrote it instead of AI (an upload's fallback),
+    kept on the succeeded item after ``FALLBACK_NOTE`` so its job page can say why.
 
     Credits are spent only when the result changed the image; otherwise (and when the lease
     was lost, in which case nothing is written and False is returned) the hold is released.
@@ -259,6 +266,8 @@ def finish_item(
             state, error = ItemState.SKIPPED, outcome.reason or "nothing to change"
         else:
             state, error = ItemState.SUCCEEDED, ""
+        if state == ItemState.SUCCEEDED and fallback_reason and not error:
+            error = f"{FALLBACK_NOTE}{fallback_reason}"
         JobItem.objects.filter(pk=item_id).update(
             state=state, error=error, revision=outcome.revision, updated_at=now
         )

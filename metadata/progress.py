@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.translation import get_language_info
 
 from mediaopt.library.fields import LABELS
-from metadata import counts
+from metadata import counts, items
 from metadata.models import (
     FINAL_JOB_STATES,
     WORKED_ITEM_STATES,
@@ -273,3 +273,20 @@ def describe_options(*, options: dict) -> str:
     if options.get("review"):
         parts.append("every result waits for review")
     return "; ".join(parts)
+
+
+def fallbacks_by_reason(
+    *, job: RegenerationJob, limit: int = SKIP_REASONS_SHOWN
+) -> list[tuple[str, int]]:
+    """Why the heuristic wrote images of the job instead of AI, the commonest reasons
+    first (the notes ``items.finish_item`` keeps): one GROUP BY."""
+    rows = (
+        JobItem.objects.filter(
+            job=job, state=ItemState.SUCCEEDED, error__startswith=items.FALLBACK_NOTE
+        )
+        .order_by()
+        .values("error")
+        .annotate(n=Count("id"))
+        .order_by("-n", "error")[:limit]
+    )
+    return [(row["error"].removeprefix(items.FALLBACK_NOTE), row["n"]) for row in rows]

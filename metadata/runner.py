@@ -439,7 +439,9 @@ def _work(
                     unsent.remove(item)
                     verdict = steps.after_provider_error(run, ready.item, admitted)
                     if verdict == "heuristic":
-                        steps.finish_with_heuristic(run, ready.item, ready.asset)
+                        steps.finish_with_heuristic(
+                            run, ready.item, ready.asset, why=admitted.reason
+                        )
                     flight.item_done(verdict != "stop")
                     continue
                 if not admitted:

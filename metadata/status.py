@@ -21,6 +21,8 @@ GRANT_PERMISSION = "billing.grant_credits"
 PLAN_PERMISSION = "billing.change_account_plan"
 KEY_PERMISSION = "billing.change_account"
 SETTINGS_PERMISSION = "metadata.change_settings"
+RUN_PERMISSION = "metadata.run_regeneration"
+FALLBACK = "New images get metadata from embedded text and file names only."
 
 # The server's key lives in the environment of the process: no page can set it.
 SERVER_KEY_COMMAND = "OPENAI_API_KEY=sk-… (then restart mediaopt)"
@@ -70,6 +72,44 @@ def ai_status(
         return AIStatus(uses_ai=True, sentence=sentence, mode=mode)
     sentence, step = _blocked(decision=decision, account=account, user=user)
     return AIStatus(uses_ai=False, sentence=sentence, step=step, mode=mode)
+
+
+def upload_status(
+    *, account: Account | None = None, user: AbstractBaseUser | AnonymousUser | None = None
+) -> AIStatus:
+    """What an upload by ``user`` will do now, said before they upload: AI and what it
+    spends (one credit, or one request on the own key, per new image), or the heuristic,
+    why, and the one step that changes it."""
+    row = Settings.objects.current()
+    if not row.generate_on_upload:
+        sentence = "No metadata is written on upload: the settings turn it off."
+        if _may(user, SETTINGS_PERMISSION):
+            url = reverse("admin:metadata_settings_change", args=[row.pk])
+            return AIStatus(
+                uses_ai=False, sentence=sentence, step=NextStep(text="Change it", url=url)
+            )
+        return AIStatus(uses_ai=False, sentence=sentence)
+    if not _may(user, RUN_PERMISSION):
+        return AIStatus(
+            uses_ai=False,
+            sentence=f"No AI on your uploads: your account may not start regeneration jobs. "
+            f"{FALLBACK}",
+        )
+    account = account or Account.objects.current()
+    decision = gate.decide(work=gate.WorkKind.UPLOAD, account=account)
+    mode = str(decision.mode)
+    if decision.mode == gate.Mode.AI_BUNDLED:
+        available = ledger.available(account)
+        sentence = (
+            f"AI on upload: each new image uses one credit ({available:,} left); "
+            "duplicates cost nothing."
+        )
+        return AIStatus(uses_ai=True, sentence=sentence, mode=mode)
+    if decision.mode == gate.Mode.AI_BYOK:
+        sentence = "AI on upload with your own key: one request per new image."
+        return AIStatus(uses_ai=True, sentence=sentence, mode=mode)
+    sentence, step = _blocked(decision=decision, account=account, user=user)
+    return AIStatus(uses_ai=False, sentence=f"{sentence} {FALLBACK}", step=step, mode=mode)
 
 
 def _may(user: AbstractBaseUser | AnonymousUser | None, permission: str) -> bool:

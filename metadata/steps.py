@@ -89,7 +89,7 @@ def prepare(run: Run, item: ClaimedItem) -> Ready | bool:
         items.cancel_item(item_id=item.id, lease_token=item.lease_token, error="image deleted")
         return True
     if not run.decision.uses_ai:
-        finish_with_heuristic(run, item, asset)
+        finish_with_heuristic(run, item, asset, why=run.decision.reason)
         return True
     try:
         request = generation.ai_request(asset=asset, row=run.row, options=run.options)
@@ -127,7 +127,7 @@ def reserve(run: Run, ready: Ready) -> str | bool:
         with contextlib.suppress(IllegalTransition):
             jobs.pause(run.job, reason=str(short))
         return False
-    finish_with_heuristic(run, item, ready.asset)
+    finish_with_heuristic(run, item, ready.asset, why=str(short))
     return True
 
 
@@ -150,7 +150,7 @@ def conclude(run: Run, ready: Ready, hold_key: str, call: generation.AICall) -> 
         logger.warning(
             "AI failed for asset %s (%s); using the heuristic", ready.asset.pk, call.error.reason
         )
-        finish_with_heuristic(run, item, ready.asset)
+        finish_with_heuristic(run, item, ready.asset, why=call.error.reason)
         return True
     assert call.result is not None
     if ready.first is None:
@@ -176,7 +176,8 @@ def write(run: Run, ready: Ready, hold_key: str, result: DescribeResult) -> None
     )
 
 
-def finish_with_heuristic(run: Run, item: ClaimedItem, asset: MediaAsset) -> None:
+def finish_with_heuristic(run: Run, item: ClaimedItem, asset: MediaAsset, *, why: str) -> None:
+    """The heuristic's result for an upload that gets no AI; ``why`` is kept on the item."""
     result = generation.describe_with_heuristic(asset=asset, row=run.row, options=run.options)
     source = Source.HEURISTIC if result.provider == "heuristic" else Source.AI
     items.finish_item(
@@ -185,6 +186,7 @@ def finish_with_heuristic(run: Run, item: ClaimedItem, asset: MediaAsset) -> Non
         result=result,
         source=source,
         options=run.options,
+        fallback_reason=why if source == Source.HEURISTIC else "",
     )
 
 

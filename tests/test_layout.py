@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,27 @@ def test_only_admin_modules_and_views_know_the_admin_or_build_requests(path):
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_module_is_over_about_five_hundred_lines(path):
     assert len(path.read_text().splitlines()) <= 550
+
+
+INLINE_STYLE = re.compile(r"<style\b|\sstyle\s*=", re.IGNORECASE)
+
+
+def _markup_sources() -> list[Path]:
+    """Templates, scripts, and the Python that writes HTML (format_html and friends)."""
+    found = sorted((ROOT / "templates").rglob("*.html"))
+    found += sorted((ROOT / "static").rglob("*.js"))
+    return found + _modules()
+
+
+def test_no_inline_style_anywhere_one_stylesheet_under_static():
+    inline = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in _markup_sources()
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        # A script setting element.style is an inline style too.
+        if INLINE_STYLE.search(line) or (path.suffix == ".js" and ".style." in line)
+    ]
+    assert inline == []
+    assert [p.relative_to(ROOT) for p in (ROOT / "static").rglob("*.css")] == [
+        Path("static/mediaopt/mediaopt.css")
+    ]

@@ -258,8 +258,13 @@ PAGES: dict[str, frozenset[str] | str] = {
     "billing_account_delete": NOBODY,
     "billing_account_change": STAFF,
     **{
-        f"billing_{model}_{view}": NOBODY if view in {"add", "delete"} else STAFF
-        for model in ("ledgerentry", "credithold", "requestmeter")
+        f"billing_ledgerentry_{view}": NOBODY if view in {"add", "delete"} else STAFF
+        for view in ("changelist", "add", "history", "delete", "change")
+    },
+    # The ledger's workings: superusers only, whatever permissions one has.
+    **{
+        f"billing_{model}_{view}": NOBODY if view in {"add", "delete"} else frozenset({SUPERUSER})
+        for model in ("credithold", "requestmeter")
         for view in ("changelist", "add", "history", "delete", "change")
     },
 }

@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, reverse
 from django.utils.html import format_html
 
+from billing import gate
 from billing.models import Account
 from mediaopt.library.admin import admin_route, page_context
 from metadata import bulk, status
@@ -146,7 +147,12 @@ class BulkActionMixin:
         context = page_context(
             self,
             request,
-            title="Regenerate metadata with AI",
+            # The heading says what the run will do: without AI, it does not promise it.
+            title=(
+                "Regenerate metadata without AI"
+                if look.decision.mode == gate.Mode.HEURISTIC
+                else "Regenerate metadata with AI"
+            ),
             job=job,
             scope=bulk.describe_scope(job),
             form=form,

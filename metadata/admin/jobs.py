@@ -38,6 +38,8 @@ from metadata.models import (
 )
 
 FAILURES_PER_PAGE = 100
+# Jobs whose images may get the heuristic instead of AI (the settings' upload fallback).
+FALLBACK_KINDS = frozenset({JobKind.UPLOAD, JobKind.IMPORT})
 
 
 @admin.register(RegenerationJob)
@@ -167,6 +169,11 @@ class RegenerationJobAdmin(UndoMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
                 and state not in {JobState.QUEUED, JobState.RUNNING}
                 else []
             ),
+            # Said for uploads and imports (and runs without AI), whose images may get the
+            # heuristic instead; a bulk job with AI never falls back.
+            "fallbacks": progress.fallbacks_by_reason(job=job)
+            if summary.progress.succeeded and not summary.pruned and job.kind in FALLBACK_KINDS
+            else [],
             "notice": notice,
             "urls": {
                 name: self.job_url(name, job.pk)

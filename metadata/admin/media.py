@@ -12,7 +12,7 @@ from django.http import (
     HttpRequest,
 )
 from django.urls import URLPattern
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from mediaopt.library import ingest
 from mediaopt.library.admin import LibraryAdmin
@@ -232,9 +232,9 @@ def upload_summary(
     without_ai: int | None = None,
 ) -> tuple[str, int]:
     """One line for the whole batch, e.g. "2 images uploaded; their metadata is being
-    written — job #7; 1 duplicate skipped (...)".
+    written — job #7; 1 duplicate skipped (...)", the job's number a link to its page.
 
-    Names are the user's own file names; the admin's message template escapes them.
+    Names are the user's own file names: escaped here, since the line is safe HTML.
     """
     imported = [o for o in outcomes if o.status == ingest.IMPORTED]
     duplicates = [o for o in outcomes if o.status == ingest.DUPLICATE]
@@ -242,7 +242,8 @@ def upload_summary(
     parts = [f"{len(imported)} image{'' if len(imported) == 1 else 's'} uploaded"]
     if job_id is not None:
         whose = "its" if len(imported) == 1 else "their"
-        parts.append(f"{whose} metadata is being written — job #{job_id}")
+        job = job_link(RegenerationJob(pk=job_id))
+        parts.append(format_html("{} metadata is being written — {}", whose, job))
     if without_ai is not None:
         # The uploader lacks metadata.run_regeneration: say why there is no AI, and what
         # came instead (``without_ai`` images got values from the heuristic).
@@ -267,4 +268,4 @@ def upload_summary(
         level = messages.WARNING if imported or duplicates else messages.ERROR
     else:
         level = messages.SUCCESS if imported else messages.INFO
-    return "; ".join(parts), level
+    return format_html_join("; ", "{}", ((part,) for part in parts)), level

@@ -259,7 +259,12 @@ def test_estimate_bundled_counts_credits(account):
     ledger.grant(account=account, amount=40, reason="r")
     est = estimate.estimate(account=account, images_needing_paid_call=50, model="gpt-4o-mini")
     assert (est.credits_needed, est.credits_available, est.enough) == (50, 40, False)
-    assert "pause" in est.summary
+    assert est.summary == (
+        "50 images need an AI call: 50 credits; 40 available. "
+        "The job will pause when credits run out."
+    )
+    one = estimate.estimate(account=account, images_needing_paid_call=1, model="gpt-4o-mini")
+    assert one.summary == "1 image needs an AI call: 1 credit; 40 available."
 
 
 def test_estimate_byok_counts_requests_and_dollars(byok, settings):
@@ -272,3 +277,7 @@ def test_estimate_byok_counts_requests_and_dollars(byok, settings):
     assert free.approx_usd == Decimal("0.00")
     unknown = estimate.estimate(account=byok, images_needing_paid_call=10, model="mystery")
     assert unknown.approx_usd is None and "no price" in unknown.summary
+    assert est.summary.startswith(
+        "1,000 images need an AI call: 1,000 requests, about $0.61 on your OpenAI account. "
+        "2 requests left under this month's cap."
+    )

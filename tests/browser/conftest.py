@@ -4,6 +4,7 @@ live server: one browser for the session, a fresh context (cookies, storage) per
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,19 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PASSWORD = "a-long-browser-test-password"
+# Screenshots to look at: in this checkout's var/ (ignored by git), so that checkouts
+# sharing a machine do not overwrite each other's in /tmp.
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = Path(os.environ.get("MEDIAOPT_SCREENSHOTS") or ROOT / "var" / "screenshots")
+
+
+def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path:
+    """Save the page as ``name``.png where the tests print it."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    print(f"screenshot: {path}")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,9 @@ def test_select_two_images_confirm_and_see_the_job_start(admin_page: Page):
     expect(page).to_have_url(re.compile(r"/mediaasset/regenerate-bulk/\d+/$"))
     expect(page.locator("h1")).to_have_text("Regenerate metadata with AI")
     expect(page.locator("#bulk-images")).to_have_text("2 images")
-    expect(page.locator("#bulk-estimate")).to_contain_text("2 credit(s); 10,000 available")
+    expect(page.locator("#bulk-estimate")).to_contain_text(
+        "2 images need an AI call: 2 credits; 10,000 available"
+    )
     expect(page.get_by_role("checkbox", name="Alt text")).to_be_checked()
     expect(page.get_by_label("Fill empty fields only")).to_be_checked()
     page.get_by_role("button", name="Yes, regenerate").click()
@@ -56,7 +58,7 @@ def test_regenerate_all_missing_alt_text_from_the_settings_page(admin_page: Page
     expect(page).to_have_url(re.compile(r"/mediaasset/regenerate-bulk/\d+/$"))
     expect(page.locator("#bulk-scope")).to_contain_text("all images missing alt text")
     expect(page.locator("#bulk-images")).to_have_text("4 images")
-    expect(page.locator("#bulk-estimate")).to_contain_text("4 credit(s)")
+    expect(page.locator("#bulk-estimate")).to_contain_text("4 credits")
     assert RegenerationJob.objects.get().state == JobState.DRAFT
     assert not JobItem.objects.exists()
 

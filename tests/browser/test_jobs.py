@@ -7,6 +7,7 @@ metadata comes from "AI"). They are stopped with one SIGTERM each, and no pid su
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -55,22 +56,19 @@ def media_root(settings, module_media: Path) -> Path:
     return module_media
 
 
-@pytest.fixture(scope="module")
-def clusters(
-    django_db_setup,
-    live_server,
-    fake_openai_server: FakeOpenAI,
-    module_media: Path,
-    tmp_path_factory: pytest.TempPathFactory,
+@contextlib.contextmanager
+def bulk_and_interactive(
+    *, openai_base_url: str, media: Path, logs: Path, **extra: str
 ) -> Iterator[dict[str, Cluster]]:
-    logs = tmp_path_factory.mktemp("clusters")
+    """The two clusters against the live server's database, started and, on the way out,
+    stopped with one SIGTERM each and proven gone. ``extra``: more of their environment."""
     database = database_url(connection.settings_dict)
     started: dict[str, Cluster] = {}
     for name in ("bulk", "interactive"):
         env = cluster_env(
             database=database,
-            media_root=module_media,
-            openai_base_url=fake_openai_server.base_url,
+            media_root=media,
+            openai_base_url=openai_base_url,
             cluster_name=name if name != "bulk" else None,
             # INFO: wait_until_running reads django-q2's "running" line from the log.
             LOG_LEVEL="INFO",
@@ -78,6 +76,7 @@ def clusters(
             OPENAI_TIMEOUT="20",
             MEDIAOPT_JOB_LEASE_SECONDS="30",
             MEDIAOPT_JOB_RUNNER_STALE_SECONDS="30",
+            **extra,
         )
         started[name] = Cluster(env, logs / f"{name}.log")
     try:
@@ -90,6 +89,22 @@ def clusters(
     finally:
         survivors = {name: cluster.stop_cleanly() for name, cluster in started.items()}
     assert survivors == {"bulk": [], "interactive": []}, survivors
+
+
+@pytest.fixture(scope="module")
+def clusters(
+    django_db_setup,
+    live_server,
+    fake_openai_server: FakeOpenAI,
+    module_media: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Cluster]]:
+    with bulk_and_interactive(
+        openai_base_url=fake_openai_server.base_url,
+        media=module_media,
+        logs=tmp_path_factory.mktemp("clusters"),
+    ) as started:
+        yield started
 
 
 def imported(name: str, *, width: int, color: str) -> MediaAsset:

@@ -21,6 +21,7 @@ from metadata import bulk, intake, proposals
 from metadata.models import ItemState, JobItem, JobKind, JobState, Proposal, ProposalReason
 from metadata.strategies import FieldChange, Plan
 from tests import factories, revision_builders
+from tests.browser.conftest import screenshot
 
 pytestmark = [
     pytest.mark.browser,
@@ -139,9 +140,7 @@ def test_no_page_scrolls_sideways_on_a_phone(admin_page: Page, superuser: User):
     too_wide = {}
     for name, url in urls.items():
         open_page(page, url)
-        path = f"/tmp/firsthour-phone-{name}.png"
-        page.screenshot(path=path, full_page=False)
-        print(f"screenshot: {path}")
+        screenshot(page, f"firsthour-phone-{name}")
         if extra := sideways(page):
             # The outermost elements that stick out, to say where to look.
             too_wide[name] = (extra, page.evaluate(WIDEST))
@@ -150,8 +149,7 @@ def test_no_page_scrolls_sideways_on_a_phone(admin_page: Page, superuser: User):
     # The review screen with nothing waiting: no bulk buttons, the words and the way back.
     Proposal.objects.all().delete()
     open_page(page, urls["review"])
-    page.screenshot(path="/tmp/firsthour-phone-review-empty.png", full_page=False)
-    print("screenshot: /tmp/firsthour-phone-review-empty.png")
+    screenshot(page, "firsthour-phone-review-empty")
     expect(page.get_by_role("button", name="Approve selected")).to_have_count(0)
     assert sideways(page) == 0
     assert serious(page) == []
@@ -193,9 +191,76 @@ def test_the_pages_have_no_serious_accessibility_violation(admin_page: Page, sup
     found = {}
     for name in AXE_PAGES:
         open_page(page, urls[name])
-        path = f"/tmp/firsthour-{name}.png"
-        page.screenshot(path=path, full_page=False)
-        print(f"screenshot: {path}")
+        screenshot(page, f"firsthour-{name}")
+        if violations := serious(page):
+            found[name] = violations
+    assert found == {}
+
+
+# The lists whose tables scroll inside their own box (Django's .results): at 1366x768 beside
+# the open sidebar, every column must show without that scroll.
+LISTS_AT_1366 = ("library", "jobs", "revisions", "ledger")
+
+
+def hidden_columns(page: Page) -> list[str]:
+    """The headers of the columns that stick out of the table's box, past its right edge."""
+    return page.evaluate(
+        """() => {
+          const table = document.querySelector('#result_list');
+          if (!table) return ['no #result_list'];
+          const edge = table.parentElement.getBoundingClientRect().right;
+          return [...table.querySelectorAll('thead th')]
+            .filter((th) => th.getBoundingClientRect().right > edge + 1)
+            .map((th) => th.className || th.innerText.trim());
+        }"""
+    )
+
+
+def test_every_column_of_the_lists_shows_at_1366_beside_the_sidebar(
+    admin_page: Page, superuser: User
+):
+    page = admin_page
+    urls = every_page(superuser)
+    page.set_viewport_size(DESKTOP)
+    hidden = {}
+    for name in LISTS_AT_1366:
+        open_page(page, urls[name])
+        expect(page.locator("#nav-sidebar")).to_be_visible()
+        screenshot(page, f"firsthour-list-{name}")
+        if columns := hidden_columns(page):
+            hidden[name] = columns
+    assert hidden == {}
+
+
+DARK_PAGES = ("index", "library", "job", "bulk-confirmation", "settings", "review")
+
+
+def test_the_admins_dark_theme_holds_on_the_pages_with_no_serious_violation(
+    admin_page: Page, superuser: User
+):
+    """The admin's own toggle (stored by its theme script, data-theme on <html>), not the
+    system's preference: the system here says light."""
+    page = admin_page
+    urls = every_page(superuser)
+    page.set_viewport_size(DESKTOP)
+    page.emulate_media(color_scheme="light")
+    open_page(page, urls["index"])
+    # The toggle cycles auto → dark → light (auto first, then the opposite of the system's).
+    toggle = page.locator("#header button.theme-toggle").first
+    for _ in range(3):
+        if page.evaluate("document.documentElement.dataset.theme") == "dark":
+            break
+        toggle.click()
+    found = {}
+    for name in DARK_PAGES:
+        open_page(page, urls[name])
+        assert page.evaluate("document.documentElement.dataset.theme") == "dark", name
+        background = page.evaluate(
+            "getComputedStyle(document.querySelector('#content')).backgroundColor"
+            " || getComputedStyle(document.body).backgroundColor"
+        )
+        screenshot(page, f"firsthour-dark-{name}")
+        print(f"content background in the dark theme: {background}")
         if violations := serious(page):
             found[name] = violations
     assert found == {}

@@ -18,7 +18,7 @@ from metadata import intake, proposals
 from metadata.models import Proposal, ProposalReason, ProposalState
 from metadata.strategies import FieldChange, Plan
 from tests import factories
-from tests.browser.conftest import PASSWORD, log_in
+from tests.browser.conftest import PASSWORD, log_in, screenshot
 from tests.revision_builders import finished_job
 
 pytestmark = [
@@ -27,8 +27,6 @@ pytestmark = [
     pytest.mark.timeout(120),
 ]
 
-SCREENSHOT = "/tmp/review-screen.png"
-SCREENSHOT_DARK = "/tmp/review-screen-dark.png"
 COLORS = ["navy", "teal", "orange", "purple", "olive", "maroon", "gray", "green"]
 LENGTH = {
     "field": "alt_text",
@@ -94,11 +92,11 @@ def test_review_a_job_by_click_and_by_key(admin_page: Page):
     page.goto(reverse("admin:metadata_proposal_changelist") + f"?job={job.pk}")
     expect(page.locator(".mediaopt-review-card")).to_have_count(8)
     expect(card(page, flagged).locator(".mediaopt-badge.is-error")).to_have_text("alt.length")
-    page.screenshot(path=SCREENSHOT)
+    screenshot(page, "review-screen")
     assert serious(page) == []
     # The admin's theme follows the system's unless toggled: the dark one must hold too.
     page.emulate_media(color_scheme="dark")
-    page.screenshot(path=SCREENSHOT_DARK)
+    screenshot(page, "review-screen-dark")
     assert serious(page) == []
     page.emulate_media(color_scheme="light")
 

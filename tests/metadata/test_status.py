@@ -8,7 +8,8 @@ from django.urls import reverse
 
 from billing import crypto, ledger
 from billing.models import Account, AccountMode
-from metadata.status import SERVER_KEY_COMMAND, ai_status
+from metadata.models import Settings
+from metadata.status import SERVER_KEY_COMMAND, ai_status, upload_status
 
 pytestmark = [pytest.mark.django_db, pytest.mark.unfunded]
 
@@ -130,3 +131,76 @@ def test_byok_cap_reached_links_the_operator_to_raise_it(account, operator, edit
     assert status.sentence == "No AI: this month's cap of AI requests is reached."
     assert status.step.url == reverse("admin:billing_account_change", args=[account.pk])
     assert ai_status(account=account, user=editor).step.url == ""
+
+
+@pytest.fixture
+def uploader(django_user_model):
+    """May upload and start jobs, and fix nothing."""
+    user = django_user_model.objects.create_user("uploader", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(codename__in=["add_mediaasset", "run_regeneration"])
+    )
+    return django_user_model.objects.get(pk=user.pk)
+
+
+def test_an_upload_with_credits_says_each_new_image_uses_one(settings, account, uploader):
+    settings.OPENAI_API_KEY = KEY
+    ledger.grant(account=account, amount=1_200, reason="test")
+    status = upload_status(account=account, user=uploader)
+    assert status.uses_ai and status.step is None
+    assert status.sentence == (
+        "AI on upload: each new image uses one credit (1,200 left); duplicates cost nothing."
+    )
+
+
+def test_an_upload_out_of_credits_says_it_falls_back_and_links_the_fix(
+    settings, account, uploader, superuser
+):
+    settings.OPENAI_API_KEY = KEY
+    status = upload_status(account=account, user=superuser)
+    assert not status.uses_ai
+    assert status.sentence == (
+        "Out of credits. New images get metadata from embedded text and file names only."
+    )
+    assert status.step.url == reverse("admin:billing_account_grant", args=[account.pk])
+    assert upload_status(account=account, user=uploader).step.text == (
+        "Ask an administrator to add credits."
+    )
+
+
+def test_an_upload_without_a_key_says_why_and_how(settings, account, superuser):
+    settings.OPENAI_API_KEY = ""
+    status = upload_status(account=account, user=superuser)
+    assert status.sentence.startswith("Heuristic only: no OpenAI key is configured. New images")
+    assert status.step.command == SERVER_KEY_COMMAND
+
+
+def test_an_upload_on_the_free_plan_says_it_spends_its_credits(settings, account, uploader):
+    """The plan has no AI bulk jobs but AI on upload: the status card says "heuristic
+    only" for the library, and the upload page that its credits go, one an image."""
+    settings.OPENAI_API_KEY = KEY
+    Account.objects.filter(pk=account.pk).update(plan="free")
+    account.refresh_from_db()
+    ledger.grant(account=account, amount=100, reason="test")
+    assert not ai_status(account=account, user=uploader).uses_ai
+    status = upload_status(account=account, user=uploader)
+    assert status.uses_ai
+    assert status.sentence.startswith("AI on upload: each new image uses one credit (100 left)")
+
+
+def test_an_uploader_who_may_not_run_jobs_is_told_no_ai(settings, account, editor):
+    settings.OPENAI_API_KEY = KEY
+    ledger.grant(account=account, amount=10, reason="test")
+    status = upload_status(account=account, user=editor)
+    assert not status.uses_ai and status.step is None
+    assert status.sentence.startswith("No AI on your uploads: your account may not start")
+
+
+def test_upload_generation_turned_off_is_said_with_the_settings_link(settings, superuser, editor):
+    settings.OPENAI_API_KEY = KEY
+    row = Settings.objects.current()
+    Settings.objects.filter(pk=row.pk).update(generate_on_upload=False)
+    status = upload_status(user=superuser)
+    assert status.sentence == "No metadata is written on upload: the settings turn it off."
+    assert status.step.url == reverse("admin:metadata_settings_change", args=[row.pk])
+    assert upload_status(user=editor).step is None

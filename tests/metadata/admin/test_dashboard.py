@@ -77,6 +77,22 @@ def test_django_q_tables_are_listed_for_superusers_only(admin_client, client, dj
     assert client.get("/admin/django_q/success/").status_code == 403
 
 
+def test_the_ledgers_holds_and_meters_are_listed_for_superusers_only(
+    admin_client, client, django_user_model
+):
+    tables = ("/admin/billing/credithold/", "/admin/billing/requestmeter/")
+    page = admin_client.get(INDEX).content.decode()
+    assert all(table in page for table in tables)
+    operator = django_user_model.objects.create_user("operator", is_staff=True)
+    operator.user_permissions.set(Permission.objects.filter(content_type__app_label="billing"))
+    client.force_login(operator)
+    page = client.get(INDEX).content.decode()
+    # The operator keeps the accounts and the ledger, not its workings.
+    assert "/admin/billing/account/" in page and "/admin/billing/ledgerentry/" in page
+    assert not any(table in page for table in tables)
+    assert [client.get(table).status_code for table in tables] == [403, 403]
+
+
 def test_the_home_costs_the_same_queries_at_10_and_10000_images(admin_client):
     bare_assets(10, alt_text="Boats", alt_text_source=Source.AI)
     admin_client.get(INDEX)  # the settings row and the installation's account, created once
@@ -119,6 +135,9 @@ def test_the_bulk_confirmation_page_says_where_metadata_comes_from(admin_client,
     page = admin_client.get(response["Location"]).content.decode()
     assert 'id="mediaopt-ai-status"' in page
     assert "Heuristic only: no OpenAI key is configured." in page
+    # The heading promises no AI the run will not use.
+    assert "<h1>Regenerate metadata without AI</h1>" in page
+    assert "with AI" not in page.split("<h1>", 1)[1].split("</h1>", 1)[0]
 
 
 @pytest.mark.unfunded

@@ -8,11 +8,15 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django_q.conf import Conf
 
-from metadata import bulk, jobs, recovery
+from metadata import bulk, intake, jobs, recovery
 from metadata.admin.jobs import FAILURES_PER_PAGE
+from metadata.items import FALLBACK_NOTE
 from metadata.models import ItemState, JobItem, JobKind, JobState, RegenerationJob
+from tests import factories
 from tests.factories import bare_assets, recount_jobs
+from tests.fakeopenai import Fault
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
@@ -217,3 +221,48 @@ def test_every_failed_image_is_browsable_a_page_at_a_time(
     assert f'href="{url}?page=2" rel="next"' in first and 'rel="next"' not in second
     assert f'href="{url}?page=1" rel="prev"' in second
     assert f"{len(failed)} failed images; page 2 of 2." in second
+
+
+def uploaded_by_a_job(name: str, django_capture_on_commit_callbacks) -> RegenerationJob:
+    asset = intake.import_file(source=factories.jpeg(96, 64), original_name=name).asset
+    with django_capture_on_commit_callbacks(execute=True):
+        job = intake.start_upload_job(asset_ids=[asset.pk])
+    job.refresh_from_db()
+    assert job.state == JobState.COMPLETED
+    return job
+
+
+def test_an_upload_the_heuristic_wrote_without_a_key_says_why_on_its_page(
+    admin_client, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(Conf, "SYNC", True)
+    settings.OPENAI_API_KEY = ""
+    job = uploaded_by_a_job("harbour-at-dawn.jpg", django_capture_on_commit_callbacks)
+    assert job.items.get().state == ItemState.SUCCEEDED
+    html = page(admin_client, job)
+    reasons = between(html, 'class="mediaopt-job-fallbacks">', "</ul>")
+    # The page and its poll alike.
+    assert reasons == between(poll(admin_client, job), 'class="mediaopt-job-fallbacks">', "</ul>")
+    assert "Written from embedded text and file names instead of AI, because:" in html
+    assert "No OpenAI API key is configured on the server" in reasons
+    assert reasons.endswith(": 1</li>")
+
+
+def test_an_upload_whose_ai_call_failed_says_the_providers_reason(
+    admin_client, fake_openai_settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(Conf, "SYNC", True)
+    fake_openai_settings.script([Fault.error(401)])
+    job = uploaded_by_a_job("harbour-at-dawn.jpg", django_capture_on_commit_callbacks)
+    item = job.items.get()
+    assert item.state == ItemState.SUCCEEDED and item.error.startswith(FALLBACK_NOTE)
+    reasons = between(page(admin_client, job), 'class="mediaopt-job-fallbacks">', "</ul>")
+    assert "401" in reasons
+
+
+def test_a_bulk_job_with_ai_says_nothing_of_fallbacks(
+    admin_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False):
+        job = job_in(JobState.COMPLETED)
+    assert "mediaopt-job-fallbacks" not in page(admin_client, job)

@@ -269,8 +269,8 @@ def test_the_poll_goes_on_while_the_job_runs_and_stops_with_286_when_it_ends(adm
     assert running.status_code == 200
     html = running.content.decode()
     assert 'hx-trigger="every 1s"' in html
-    # The state did not change: the controls are not sent again.
-    assert "mediaopt-job-controls" not in html
+    # The state did not change: the controls are not sent again, a control's notice stays.
+    assert "mediaopt-job-controls" not in html and "mediaopt-job-notice" not in html
 
     with_states(job, *[ItemState.SUCCEEDED] * 4, ItemState.SUCCEEDED, ItemState.SUCCEEDED)
     jobs.complete_if_done(job)
@@ -281,6 +281,8 @@ def test_the_poll_goes_on_while_the_job_runs_and_stops_with_286_when_it_ends(adm
     assert f"Job #{job.pk} completed: 6 succeeded" in html
     # The state changed: the controls come along out of band (nothing left but none).
     assert 'id="mediaopt-job-controls" class="mediaopt-job-controls" hx-swap-oob="true"' in html
+    # And the last control's notice ("resumed: it continues…") is taken away with them.
+    assert '<div id="mediaopt-job-notice" hx-swap-oob="true"></div>' in html
 
 
 def test_the_poll_shows_a_pause_and_its_reason_and_keeps_polling(admin_client):

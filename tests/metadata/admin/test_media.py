@@ -267,11 +267,34 @@ def test_upload_imports_reports_duplicates_and_rejections(admin_client):
     assert names == {"existing.jpg", "one.jpg", "two.jpg"}
     (summary,) = [str(m) for m in response.context["messages"] if "uploaded" in str(m)]
     job = RegenerationJob.objects.get()
+    link = f'<a href="/admin/metadata/regenerationjob/{job.pk}/change/">job #{job.pk}</a>'
     assert summary.startswith(
-        f"2 images uploaded; their metadata is being written — job #{job.pk}; 1 duplicate skipped"
+        f"2 images uploaded; their metadata is being written — {link}; 1 duplicate skipped"
     )
     assert f"as {existing.original_name}" in summary
     assert "1 rejected: broken.jpg — " in summary
+    # The page shows the number as the link, once.
+    assert response.content.decode().count(link) == 1
+
+
+def test_the_upload_message_escapes_the_file_names_beside_its_link(admin_client):
+    add_asset("<b>kept.jpg", width=50, color="blue")
+    again = SimpleUploadedFile(
+        "<script>x.jpg", factories.jpeg(50, 30, color="blue"), content_type="image/jpeg"
+    )
+
+    response = admin_client.post(UPLOAD, {"files": [again]}, follow=True)
+
+    html = response.content.decode()
+    assert "<script>" not in html and "<b>" not in html
+    assert "&lt;script&gt;x.jpg is already in the library as &lt;b&gt;kept.jpg" in html
+
+
+def test_the_upload_page_says_what_an_upload_will_spend_before_it(admin_client, settings):
+    settings.OPENAI_API_KEY = "sk-test-upload-page"
+    html = admin_client.get(UPLOAD).content.decode()
+    assert 'id="mediaopt-ai-status"' in html
+    assert "AI on upload: each new image uses one credit (10,000 left)" in html
 
 
 def test_upload_page_needs_add_permission(client):
@@ -411,7 +434,10 @@ def test_upload_returns_at_once_and_enqueues_one_upload_job_on_commit(
     assert job.created_by.username == "admin"
     assert set(job.items.values_list("asset__original_name", flat=True)) == {"one.jpg", "two.jpg"}
     messages_ = [str(m) for m in response.context["messages"]]
-    assert f"2 images uploaded; their metadata is being written — job #{job.pk}" in messages_
+    assert (
+        "2 images uploaded; their metadata is being written — "
+        f'<a href="/admin/metadata/regenerationjob/{job.pk}/change/">job #{job.pk}</a>'
+    ) in messages_
     # The runner is sent only when the transaction commits, so it finds the job's items.
     assert sent_tasks == [] and len(callbacks) == 1
     callbacks[0]()
