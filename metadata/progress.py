@@ -289,4 +289,5 @@ def fallbacks_by_reason(
         .annotate(n=Count("id"))
         .order_by("-n", "error")[:limit]
     )
-    return [(row["error"].removeprefix(items.FALLBACK_NOTE), row["n"]) for row in rows]
+    # The reasons are sentences; the page lists them as "reason: count".
+    return [(row["error"].removeprefix(items.FALLBACK_NOTE).rstrip("."), row["n"]) for row in rows]
