@@ -20,10 +20,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.pgdb import recreate  # noqa: E402
 
 BUILD_SLICE = 50_000
 
@@ -39,7 +40,7 @@ def main() -> None:
         os.environ["MEDIAOPT_VAR_DIR"] = var
         if args.database:
             os.environ["DATABASE_URL"] = args.database
-            _recreate(args.database)
+            recreate(args.database)
         else:
             os.environ.pop("DATABASE_URL", None)
         import django
@@ -52,17 +53,6 @@ def main() -> None:
         for count in sorted(args.images):
             built = _build_to(count, built)
             measure(count)
-
-
-def _recreate(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        c.execute(f'CREATE DATABASE "{name}"')
 
 
 def _build_to(count: int, built: int) -> int:

@@ -10,11 +10,23 @@ from contextlib import contextmanager
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
-def admin(sql: str) -> None:
+def admin(sql: str, *, server: str = SERVER) -> None:
+    """One statement on ``server``'s maintenance database (outside any transaction)."""
     import psycopg
 
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as connection:
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
         connection.execute(sql)
+
+
+def recreate(url: str) -> None:
+    """Drop the PostgreSQL database ``url`` names, if it exists, and create it empty."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    server = urlunsplit(parts._replace(path=""))
+    admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', server=server)
+    admin(f'CREATE DATABASE "{name}"', server=server)
 
 
 @contextmanager

@@ -37,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.pgdb import admin  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -49,8 +51,8 @@ def main() -> None:
     os.environ.update({"DJANGO_SETTINGS_MODULE": "mediaopt.settings", "LOG_LEVEL": "WARNING"})
     if args.db == "postgres":
         name = args.pg_database
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        _pg_admin(f'CREATE DATABASE "{name}"')
+        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin(f'CREATE DATABASE "{name}"')
         os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{name}"
         try:
             run(args.db, args.items, args.runs)
@@ -58,18 +60,11 @@ def main() -> None:
             from django.db import connections
 
             connections.close_all()
-            _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     else:
         with tempfile.TemporaryDirectory() as folder:
             os.environ["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
             run(args.db, args.items, args.runs)
-
-
-def _pg_admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        c.execute(sql)
 
 
 # -- the baseline: the aggregate over every item, as progress() and the list read it before

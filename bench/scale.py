@@ -27,10 +27,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.pgdb import recreate  # noqa: E402
 
 BATCH = 20_000
 REPEAT = 5
@@ -88,7 +89,7 @@ def main() -> None:
         os.environ["MEDIAOPT_VAR_DIR"] = var
         url = os.environ.get("DATABASE_URL", "")
         if url.startswith("postgres"):
-            _recreate(url)
+            recreate(url)
         else:
             os.environ["DATABASE_URL"] = f"sqlite:///{var}/scale.sqlite3"
         import django
@@ -114,17 +115,6 @@ def main() -> None:
                 print(f"  {label:<40} {total:8.1f} ms  (SQL {sql:6.1f} ms)")
             if args.explain:
                 _explain()
-
-
-def _recreate(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        c.execute(f'CREATE DATABASE "{name}"')
 
 
 def _vendor() -> str:

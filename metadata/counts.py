@@ -38,13 +38,11 @@ def moved(*, job_id: int, state: str, n: int = 1) -> None:
 
 def moved_rows(rows: Iterable[tuple[int, str]]) -> None:
     """Count ``(job_id, state)`` rows an UPDATE returned: one UPDATE per job, in job order."""
-    by_job: dict[int, Counter[str]] = {}
-    for job_id, state in rows:
-        if state in COUNT_COLUMNS:
-            by_job.setdefault(job_id, Counter())[state] += 1
-    for job_id in sorted(by_job):
-        fields = {COUNT_COLUMNS[s]: F(COUNT_COLUMNS[s]) + n for s, n in by_job[job_id].items()}
-        RegenerationJob.objects.filter(pk=job_id).update(**fields)
+    for job_id, counted in _by_job(rows):
+        final = {s: n for s, n in counted.items() if s in COUNT_COLUMNS}
+        fields = {COUNT_COLUMNS[s]: F(COUNT_COLUMNS[s]) + n for s, n in final.items()}
+        if fields:
+            RegenerationJob.objects.filter(pk=job_id).update(**fields)
 
 
 def deleted(*, asset_id: int) -> None:
@@ -54,18 +52,22 @@ def deleted(*, asset_id: int) -> None:
     held = JobItem.objects.filter(asset_id=asset_id)
     if connection.features.has_select_for_update:
         held = held.select_for_update()
-    rows = list(held.values_list("job_id", "state"))
-    by_job: dict[int, Counter[str]] = {}
-    for job_id, state in rows:
-        by_job.setdefault(job_id, Counter())[state] += 1
-    for job_id in sorted(by_job):
-        counted = by_job[job_id]
+    for job_id, counted in _by_job(held.values_list("job_id", "state")):
         fields = {"items_total": F("items_total") - sum(counted.values())}
         for state, n in counted.items():
             if state in COUNT_COLUMNS:
                 fields[COUNT_COLUMNS[state]] = F(COUNT_COLUMNS[state]) - n
         # Items of a pruned job are gone already: nothing of theirs is left to delete.
         RegenerationJob.objects.filter(pk=job_id).update(**fields)
+
+
+def _by_job(rows: Iterable[tuple[int, str]]) -> list[tuple[int, Counter[str]]]:
+    """``(job_id, state)`` rows as each job's count per state, in job order (the order
+    every writer locks job rows in)."""
+    by_job: dict[int, Counter[str]] = {}
+    for job_id, state in rows:
+        by_job.setdefault(job_id, Counter())[state] += 1
+    return sorted(by_job.items())
 
 
 def update_returning(items: QuerySet, **fields) -> list[tuple[int, str]]:
