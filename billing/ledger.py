@@ -25,6 +25,7 @@ so a mode switch never confuses a hold already made.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -44,6 +45,7 @@ from billing.models import (
     RequestMeter,
     Unit,
 )
+from mediaopt.library import sql
 
 logger = logging.getLogger(__name__)
 
@@ -202,46 +204,35 @@ def hold(
 
     Bundled: credits (raises InsufficientCredits). BYOK: requests against this month's cap
     (raises MonthlyCapReached). Replaying the key returns the first hold, whatever its state.
+    ``account.mode`` picks the path tried first; the row's own mode decides.
     """
     amount = _positive_amount(amount, limit=max_grant())
     key = _key(idempotency_key)
-    existing = CreditHold.objects.filter(idempotency_key=key).first()
-    if existing is not None:
-        return _same_hold(existing, account=account, amount=amount)
-    row = Account.objects.filter(pk=account.pk).values("mode", "byok_monthly_cap_requests").first()
-    if row is None:
-        raise LedgerError(f"Account {account.pk} does not exist.")
-    byok = row["mode"] == AccountMode.BYOK
-    now = _now()
+    paths = [_hold_credits, _hold_requests]
+    if account.mode == AccountMode.BYOK:
+        paths.reverse()
     try:
-        with transaction.atomic():
-            if byok:
-                created = _hold_requests(
+        for path in paths:
+            with contextlib.suppress(_OtherMode), transaction.atomic():
+                return path(
                     account_id=account.pk,
                     amount=amount,
                     key=key,
                     expires_at=expires_at,
-                    cap=row["byok_monthly_cap_requests"],
-                    now=now,
                     job_id=job_id,
                     item_id=item_id,
                 )
-            else:
-                created = _hold_credits(
-                    account_id=account.pk,
-                    amount=amount,
-                    key=key,
-                    expires_at=expires_at,
-                    now=now,
-                    job_id=job_id,
-                    item_id=item_id,
-                )
+        raise LedgerError(f"Account {account.pk} changed its mode during the hold: try again.")
     except IntegrityError:
         existing = CreditHold.objects.filter(idempotency_key=key).first()
         if existing is None:
             raise
         return _same_hold(existing, account=account, amount=amount)
-    return created
+
+
+class _OtherMode(Exception):
+    """The row's mode is not this path's (switched since ``account`` was read): the
+    path's writes are rolled back and the other path is taken."""
 
 
 def _hold_credits(
@@ -250,11 +241,11 @@ def _hold_credits(
     amount: int,
     key: str,
     expires_at: dt.datetime,
-    now: dt.datetime,
     job_id: int | None,
     item_id: int | None,
 ) -> CreditHold:
-    # The row first: a duplicate key fails here, before the account row is locked.
+    # The row first: a duplicate key (a replay) fails here, before the account row is
+    # locked. Then one conditional UPDATE: two statements for a hold that succeeds.
     created = CreditHold.objects.create(
         account_id=account_id,
         unit=Unit.CREDIT,
@@ -264,18 +255,18 @@ def _hold_credits(
         job_id=job_id,
         item_id=item_id,
     )
-    matched = Account.objects.filter(pk=account_id, balance__gte=F("held") + amount).update(
-        held=F("held") + amount, updated_at=now
+    accounts = Account.objects.filter(pk=account_id)
+    matched = accounts.filter(mode=AccountMode.BUNDLED, balance__gte=F("held") + amount).update(
+        held=F("held") + amount, updated_at=_now()
     )
     if not matched:
-        available = (
-            Account.objects.filter(pk=account_id)
-            .annotate(free=F("balance") - F("held"))
-            .values_list("free", flat=True)
-            .get()
-        )
+        row = accounts.annotate(free=F("balance") - F("held")).values("mode", "free").first()
+        if row is None:
+            raise LedgerError(f"Account {account_id} does not exist.")
+        if row["mode"] != AccountMode.BUNDLED:
+            raise _OtherMode
         raise InsufficientCredits(
-            f"Out of credits: {amount} needed, {max(available, 0)} available."
+            f"Out of credits: {amount} needed, {max(row['free'], 0)} available."
         )
     return created
 
@@ -286,12 +277,17 @@ def _hold_requests(
     amount: int,
     key: str,
     expires_at: dt.datetime,
-    cap: int | None,
-    now: dt.datetime,
     job_id: int | None,
     item_id: int | None,
 ) -> CreditHold:
-    month = month_start(now)
+    row = Account.objects.filter(pk=account_id).values("mode", "byok_monthly_cap_requests")
+    row = row.first()
+    if row is None:
+        raise LedgerError(f"Account {account_id} does not exist.")
+    if row["mode"] != AccountMode.BYOK:
+        raise _OtherMode
+    cap = row["byok_monthly_cap_requests"]
+    month = month_start(_now())
     meter, _ = RequestMeter.objects.get_or_create(account_id=account_id, month=month)
     created = CreditHold.objects.create(
         account_id=account_id,
@@ -336,19 +332,6 @@ def _find_hold(*, hold_id: int | None, hold_key: str | None) -> CreditHold:
     return found
 
 
-def extend(
-    *, expires_at: dt.datetime, hold_id: int | None = None, hold_key: str | None = None
-) -> bool:
-    """Move a held hold's expiry (a call still in flight). False when no longer held."""
-    found = _find_hold(hold_id=hold_id, hold_key=hold_key)
-    with transaction.atomic():
-        return bool(
-            CreditHold.objects.filter(pk=found.pk, state=HoldState.HELD).update(
-                expires_at=expires_at, updated_at=_now()
-            )
-        )
-
-
 def extend_item_holds(*, item_ids: list[int], expires_at: dt.datetime) -> int:
     """Move the expiry of the held holds of these job items (their calls are in flight and
     their runner is alive); one UPDATE. Returns how many holds moved."""
@@ -377,33 +360,28 @@ def capture(
     is never charged twice. Raises UnknownHold, or HoldNotHeld for a released hold.
     """
     key = _key(capture_key, what="capture key")
-    found = _find_hold(hold_id=hold_id, hold_key=hold_key)
-    existing = LedgerEntry.objects.filter(idempotency_key=key).first()
-    if existing is not None:
-        return _replayed_capture(existing, found)
-    now = _now()
     try:
         with transaction.atomic():
-            if not CreditHold.objects.filter(pk=found.pk, state=HoldState.HELD).update(
-                state=HoldState.CAPTURED, updated_at=now
-            ):
-                state = CreditHold.objects.filter(pk=found.pk).values_list("state", flat=True).get()
-                raise HoldNotHeld(
-                    f"Hold {found.idempotency_key!r} is {state}, not held: nothing captured."
-                )
+            found = _take_hold(hold_id=hold_id, hold_key=hold_key, to=HoldState.CAPTURED)
+            if found is None:
+                raise _NotHeld
             if found.unit == Unit.CREDIT:
                 # balance - held is unchanged, so this cannot break the CHECK.
-                Account.objects.filter(pk=found.account_id).update(
+                [(after,)] = sql.update_returning(
+                    Account.objects.filter(pk=found.account_id),
+                    returning=("balance",),
                     balance=F("balance") - found.amount,
                     held=F("held") - found.amount,
-                    updated_at=now,
+                    updated_at=_now(),
                 )
-                after = _read_balance(found.account_id)
             else:
-                meters = RequestMeter.objects.filter(account_id=found.account_id, month=found.month)
-                meters.update(used=F("used") + found.amount, held=F("held") - found.amount)
-                after = meters.values_list("used", flat=True).get()
-            entry = LedgerEntry.objects.create(
+                [(after,)] = sql.update_returning(
+                    RequestMeter.objects.filter(account_id=found.account_id, month=found.month),
+                    returning=("used",),
+                    used=F("used") + found.amount,
+                    held=F("held") - found.amount,
+                )
+            return LedgerEntry.objects.create(
                 account_id=found.account_id,
                 kind=EntryKind.CAPTURE,
                 unit=found.unit,
@@ -416,12 +394,35 @@ def capture(
                 job_id=found.job_id,
                 item_id=found.item_id,
             )
-    except IntegrityError:
+    except (_NotHeld, IntegrityError) as error:
+        # Rolled back: a replayed capture key (an item charged on an earlier attempt), or
+        # a hold that is not held. Decided on what the first capture wrote.
+        found = _find_hold(hold_id=hold_id, hold_key=hold_key)
         existing = LedgerEntry.objects.filter(idempotency_key=key).first()
-        if existing is None:
+        if existing is not None:
+            return _replayed_capture(existing, found)
+        if isinstance(error, IntegrityError):
             raise
-        return _replayed_capture(existing, found)
-    return entry
+        raise HoldNotHeld(
+            f"Hold {found.idempotency_key!r} is {found.state}, not held: nothing captured."
+        ) from None
+
+
+class _NotHeld(Exception):
+    """The hold to capture is unknown, released or captured: the capture is rolled back."""
+
+
+_HOLD_COLUMNS = ("id", "account_id", "unit", "amount", "month", "job_id", "item_id")
+
+
+def _take_hold(*, hold_id: int | None, hold_key: str | None, to: str) -> CreditHold | None:
+    """held -> ``to`` in one statement that returns the hold; None if it was not held."""
+    if (hold_id is None) == (hold_key is None):
+        raise LedgerError("Give exactly one of hold_id and hold_key.")
+    held = CreditHold.objects.filter(state=HoldState.HELD)
+    held = held.filter(pk=hold_id) if hold_id is not None else held.filter(idempotency_key=hold_key)
+    rows = sql.update_returning(held, returning=_HOLD_COLUMNS, state=to, updated_at=_now())
+    return CreditHold(**dict(zip(_HOLD_COLUMNS, rows[0], strict=True)), state=to) if rows else None
 
 
 def _replayed_capture(existing: LedgerEntry, found: CreditHold) -> LedgerEntry:
@@ -440,22 +441,18 @@ def _replayed_capture(existing: LedgerEntry, found: CreditHold) -> LedgerEntry:
 def release(*, hold_id: int | None = None, hold_key: str | None = None) -> CreditHold:
     """Give a hold's amount back (a failed call, a lost lease, an expiry). Idempotent:
     releasing a released or captured hold changes nothing."""
-    found = _find_hold(hold_id=hold_id, hold_key=hold_key)
     with transaction.atomic():
         # The state guard makes the give-back happen once, even for two racing releases.
-        if CreditHold.objects.filter(pk=found.pk, state=HoldState.HELD).update(
-            state=HoldState.RELEASED, updated_at=_now()
-        ):
-            if found.unit == Unit.CREDIT:
-                Account.objects.filter(pk=found.account_id).update(
-                    held=F("held") - found.amount, updated_at=_now()
-                )
-            else:
-                RequestMeter.objects.filter(account_id=found.account_id, month=found.month).update(
-                    held=F("held") - found.amount
-                )
-    found.refresh_from_db()
-    return found
+        taken = _take_hold(hold_id=hold_id, hold_key=hold_key, to=HoldState.RELEASED)
+        if taken is not None and taken.unit == Unit.CREDIT:
+            Account.objects.filter(pk=taken.account_id).update(
+                held=F("held") - taken.amount, updated_at=_now()
+            )
+        elif taken is not None:
+            RequestMeter.objects.filter(account_id=taken.account_id, month=taken.month).update(
+                held=F("held") - taken.amount
+            )
+    return _find_hold(hold_id=hold_id, hold_key=hold_key)
 
 
 def release_expired(*, now: dt.datetime | None = None) -> int:

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from django.db import connection
 from django.db.models import Count, F, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.db.models.sql import UpdateQuery
 
+from mediaopt.library import sql
 from metadata.models import COUNT_COLUMNS, ItemState, JobItem, RegenerationJob
 
 
@@ -72,16 +72,8 @@ def _by_job(rows: Iterable[tuple[int, str]]) -> list[tuple[int, Counter[str]]]:
 
 def update_returning(items: QuerySet, **fields) -> list[tuple[int, str]]:
     """``items.update(**fields)`` that returns the ``(job_id, state)`` of each row it
-    changed, as written (UPDATE ... RETURNING, on PostgreSQL and SQLite 3.35+)."""
-    query = items.query.chain(UpdateQuery)
-    query.add_update_values(fields)
-    sql, params = query.get_compiler(items.db).as_sql()
-    if not sql:
-        return []
-    qn = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(f"{sql} RETURNING {qn('job_id')}, {qn('state')}", params)
-        return list(cursor.fetchall())
+    changed, as written."""
+    return sql.update_returning(items, returning=("job_id", "state"), **fields)
 
 
 def claimed_subquery() -> Coalesce:

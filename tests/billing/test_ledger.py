@@ -189,11 +189,11 @@ def test_release_expired_releases_only_expired_holds(account):
 
 def test_extend_moves_expiry_of_a_held_hold_only(account):
     ledger.grant(account=account, amount=5, reason="r")
-    ledger.hold(account=account, amount=1, idempotency_key="h", expires_at=later(-1))
-    assert ledger.extend(hold_key="h", expires_at=later(600))
+    ledger.hold(account=account, amount=1, idempotency_key="h", expires_at=later(-1), item_id=7)
+    assert ledger.extend_item_holds(item_ids=[7], expires_at=later(600)) == 1
     assert ledger.release_expired() == 0
     ledger.release(hold_key="h")
-    assert not ledger.extend(hold_key="h", expires_at=later(600))
+    assert ledger.extend_item_holds(item_ids=[7], expires_at=later(600)) == 0
 
 
 def test_refund_gives_back_a_capture_once(account):
