@@ -238,17 +238,21 @@ def finish_item(
     """
     captured = False
     with transaction.atomic():
-        # The item's UPDATE first: it takes the row lock (PostgreSQL) that recover()'s
-        # conditional UPDATE would need, and proves the lease is still ours.
+        # The item first, locked: the row lock (PostgreSQL; SQLite's IMMEDIATE transaction
+        # holds the write lock already) that recover()'s conditional UPDATE would need,
+        # and the proof that the lease is still ours, in the read of the item.
         now = timezone.now()
-        if not _held(item_id, lease_token).update(
-            state=ItemState.SUCCEEDED, lease_token=None, lease_expires_at=None, updated_at=now
-        ):
+        item = (
+            _held(item_id, lease_token)
+            .select_for_update(of=("self",))
+            .select_related("job", "asset")
+            .first()
+        )
+        if item is None:
             _lease_lost(item_id)
             if hold_key:
                 ledger.release(hold_key=hold_key)
             return False
-        item = JobItem.objects.select_related("job", "asset").get(pk=item_id)
         outcome = generation.write_result(
             asset=item.asset,
             result=result,
@@ -269,7 +273,12 @@ def finish_item(
         if state == ItemState.SUCCEEDED and fallback_reason and not error:
             error = f"{FALLBACK_NOTE}{fallback_reason}"
         JobItem.objects.filter(pk=item_id).update(
-            state=state, error=error, revision=outcome.revision, updated_at=now
+            state=state,
+            error=error,
+            revision=outcome.revision,
+            lease_token=None,
+            lease_expires_at=None,
+            updated_at=now,
         )
         counts.moved(job_id=item.job_id, state=state)
         if hold_key and outcome.charged:

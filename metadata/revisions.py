@@ -70,6 +70,7 @@ class _Pending:
     revision: MetadataRevision
     values: dict[str, str]
     sources: dict[str, str]
+    updated_at: datetime | None = None  # set once written
 
 
 def _prepare(
@@ -147,6 +148,21 @@ def _apply(pending: list[_Pending]) -> None:
         )
         if updated != 1:
             raise StaleRevision(asset_id=p.asset.pk, expected=revision.parent_id, current=None)
+        p.updated_at = now
+
+
+def _show_written(pending: _Pending, asset: MediaAsset) -> None:
+    """The caller's ``asset`` as just written (what refresh_from_db would read back)."""
+    revision = pending.revision
+    for name in FIELDS:
+        setattr(asset, name, pending.values[name])
+        setattr(asset, source_field(name), pending.sources[name])
+    for name, value in _language_of(revision).items():
+        setattr(asset, name, value)
+    asset.current_revision = revision
+    asset.is_decorative = revision.is_decorative
+    asset.revised = revision.number > 1
+    asset.updated_at = pending.updated_at
 
 
 def _write(
@@ -157,8 +173,11 @@ def _write(
     is_decorative: bool | None,
     kind: str,
     allow_empty: bool = False,
+    shown_on: MediaAsset | None = None,
     **revision_fields,
 ) -> MetadataRevision | None:
+    """Write the revision ``changes`` make (None if nothing changed); ``shown_on``, the
+    caller's copy of the asset, then shows what was written."""
     with transaction.atomic():
         asset = _lock(asset_id, based_on_revision_id=based_on_revision_id)
         pending = _prepare(
@@ -172,7 +191,9 @@ def _write(
         if pending is None:
             return None
         _apply([pending])
-        return pending.revision
+    if shown_on is not None:
+        _show_written(pending, shown_on)
+    return pending.revision
 
 
 def record_import(
@@ -193,9 +214,9 @@ def record_import(
         actor=actor,
         job=job,
         allow_empty=True,
+        shown_on=asset,
     )
     assert revision is not None
-    asset.refresh_from_db()
     return revision
 
 
@@ -214,7 +235,7 @@ def apply_plan(
     findings: Sequence[Mapping] = (),
 ) -> MetadataRevision | None:
     """Write a generated result that strategies.plan() allowed. None if nothing changed."""
-    revision = _write(
+    return _write(
         asset_id=asset.pk,
         based_on_revision_id=based_on_revision_id,
         changes=plan.changes,
@@ -228,10 +249,8 @@ def apply_plan(
         completion_tokens=completion_tokens,
         language=language,
         findings=list(findings),
+        shown_on=asset,
     )
-    if revision is not None:
-        asset.refresh_from_db()
-    return revision
 
 
 def apply_manual(
@@ -249,17 +268,15 @@ def apply_manual(
         for name in FIELDS
         if name in changed_fields
     }
-    revision = _write(
+    return _write(
         asset_id=asset.pk,
         based_on_revision_id=based_on_revision_id,
         changes=changes,
         is_decorative=is_decorative if "is_decorative" in changed_fields else None,
         kind=RevisionKind.MANUAL,
         actor=actor,
+        shown_on=asset,
     )
-    if revision is not None:
-        asset.refresh_from_db()
-    return revision
 
 
 # -- restore -----------------------------------------------------------------------------
