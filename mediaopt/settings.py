@@ -230,6 +230,11 @@ MEDIAOPT_JOB_PREPARE_IN_TASK_ABOVE = env_int("MEDIAOPT_JOB_PREPARE_IN_TASK_ABOVE
 # cap. Within it the runner keeps as many as the rate limits and the latency it observes
 # call for (metadata/pacing.py: Little's law, cut on 429s), so nobody needs to tune it.
 MEDIAOPT_JOB_CONCURRENCY = env_int("MEDIAOPT_JOB_CONCURRENCY", 64)
+# Runners working one job at once, on one host or several (metadata/runner_slots.py): two
+# on PostgreSQL; one on SQLite, whose one writer a second runner would only wait for.
+MEDIAOPT_JOB_RUNNERS = env_int(
+    "MEDIAOPT_JOB_RUNNERS", 1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 2
+)
 
 # How long a provider call may wait for room under the shared rate limit (ratelimit.py).
 MEDIAOPT_RATE_LIMIT_WAIT_SECONDS = float(os.environ.get("MEDIAOPT_RATE_LIMIT_WAIT_SECONDS", "120"))

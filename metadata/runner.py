@@ -23,7 +23,17 @@ from django.utils import timezone
 from billing import gate
 from billing.models import Account
 from mediaopt.library.fields import FIELDS
-from metadata import generation, items, jobs, language, pacing, progress, steps, undo_runner
+from metadata import (
+    generation,
+    items,
+    jobs,
+    language,
+    pacing,
+    progress,
+    runner_slots,
+    steps,
+    undo_runner,
+)
 from metadata.items import ClaimedItem
 from metadata.jobs import IllegalTransition
 from metadata.models import (
@@ -99,14 +109,15 @@ def _earliest_due(job_id: int) -> datetime | None:
     )["due"]
 
 
-def run_job(*, job_id: int, runner_token: uuid.UUID | None = None) -> None:
+def run_job(*, job_id: int, runner_token: uuid.UUID | None = None, slot: int = 0) -> None:
     """Work a job: claim small batches, describe, finish under the lease; repeat.
 
     Re-reads the job's state before each item, so pause and cancel take effect within
     one item. In sync mode it runs to the end; on a cluster it hands over (re-enqueues
-    itself) after ``MEDIAOPT_JOB_RUN_SECONDS``, well inside django-q2's timeout.
+    itself) after ``MEDIAOPT_JOB_RUN_SECONDS``, well inside django-q2's timeout. ``slot``
+    1 and up: one of the job's extra runners (runner_slots.py), dispatched by the first.
     """
-    _run(job_id=job_id, to_the_end=_is_sync(), dispatched=runner_token, force=False)
+    _run(job_id=job_id, to_the_end=_is_sync(), dispatched=runner_token, force=False, slot=slot)
 
 
 def _run(
@@ -116,28 +127,40 @@ def _run(
     on_item: Callable[[], None] | None = None,
     dispatched: uuid.UUID | None = None,
     force: bool = True,
+    slot: int = 0,
 ) -> None:
-    """Work the job as its one runner: a delivered task (``force`` False) only with the
+    """Work the job as its first runner: a delivered task (``force`` False) only with the
     token it was dispatched with, or if the job has no live runner; this process's own
-    call (inline, ``force``) in any case."""
+    call (inline, ``force``) in any case. As an extra runner (``slot``) only with the
+    slot's token, and only once the first started the job."""
     job = RegenerationJob.objects.filter(pk=job_id).first()
     if job is None or job.state not in {JobState.QUEUED, JobState.RUNNING}:
+        return
+    if slot and (job.state != JobState.RUNNING or job.kind == JobKind.UNDO):
         return
     if job.kind != JobKind.UNDO:
         # Every result is checked, and the first check of a process builds the language
         # detector (seconds): built before taking the job, this runner holds no lease and
         # no runner token meanwhile, so nothing expires under it.
         language.warm_up()
-    token = jobs.take_over(job_id=job_id, dispatched=dispatched, force=force)
+    if slot:
+        token = runner_slots.take(job_id=job_id, slot=slot, dispatched=dispatched)
+    else:
+        token = jobs.take_over(job_id=job_id, dispatched=dispatched, force=force)
     if token is None:
-        # A duplicate delivery, or a task older than the job's runner: one runner a job.
-        logger.info("job %s has a live runner; this delivery exits", job_id)
+        # A duplicate delivery, or a task older than the runner it was meant to be.
+        if slot:
+            logger.info("job %s has a live runner %s; this delivery exits", job_id, slot)
+        else:
+            logger.info("job %s has a live runner; this delivery exits", job_id)
         return
     handed_over = False
     try:
-        handed_over = _run_as(job, token=token, to_the_end=to_the_end, on_item=on_item)
+        handed_over = _run_as(job, token=token, to_the_end=to_the_end, on_item=on_item, slot=slot)
     finally:
-        if not handed_over:
+        if not handed_over and slot:
+            runner_slots.let_go(job_id=job_id, slot=slot, token=token)
+        elif not handed_over:
             jobs.let_go_of_job(job_id=job_id, runner_token=token)
 
 
@@ -147,6 +170,7 @@ def _run_as(
     token: uuid.UUID,
     to_the_end: bool,
     on_item: Callable[[], None] | None,
+    slot: int = 0,
 ) -> bool:
     """Work the job as its runner ``token``; True if it handed over to a new task."""
     job_id = job.pk
@@ -186,7 +210,11 @@ def _run_as(
         fallback=options.work in {gate.WorkKind.UPLOAD, gate.WorkKind.IMPORT}
         and row.heuristic_fallback,
         runner_token=token,
+        slot=slot,
     )
+    if not slot and not to_the_end and decision.uses_ai:
+        # Calls to make: the job's extra runners join (on a cluster; none inline).
+        runner_slots.fill(job)
     deadline = None if to_the_end else time.monotonic() + jobs.run_budget_seconds()
     worked, handed_over = _work(run, deadline=deadline, on_item=on_item)
     logger.info("job %s: this runner worked %s item(s)", job_id, worked)
@@ -358,11 +386,14 @@ def _work(
 
     last_beat = [-math.inf]
 
+    def beat_due() -> bool:
+        return time.monotonic() - last_beat[0] >= HEARTBEAT_INTERVAL
+
     def beat() -> str | None:
         # The state is read every time (pause and cancel are seen before each new call);
         # the heartbeat and the leases are written at most once per HEARTBEAT_INTERVAL.
         now = time.monotonic()
-        touch = now - last_beat[0] >= HEARTBEAT_INTERVAL
+        touch = beat_due()
         if touch:
             last_beat[0] = now
             items.extend_leases(
@@ -370,7 +401,7 @@ def _work(
                 lease_tokens=flight.lease_tokens() + [item.lease_token for item in unsent],
                 seconds=lease,
             )
-        return jobs.heartbeat(job_id=job_id, runner_token=run.runner_token, touch=touch)
+        return _job_heartbeat(run, touch=touch)
 
     def still_running() -> bool:
         return beat() == JobState.RUNNING and not over_time()
@@ -385,7 +416,12 @@ def _work(
         """Until the job stops or time is up; True when it wants to hand over."""
         while True:
             flight.collect(timeout=0)
-            if flight.stopped or beat() != JobState.RUNNING:
+            if flight.stopped:
+                return False
+            # Every call is full, so nothing new is sent until one ends: the job is read
+            # then (one read per new call), and meanwhile only when the heartbeat is due.
+            waiting = flight.full and not over_time() and not beat_due()
+            if not waiting and beat() != JobState.RUNNING:
                 return False
             if over_time():
                 return True
@@ -424,7 +460,8 @@ def _work(
                 continue
             unsent[:] = batch
             for index, item in enumerate(batch):
-                state = beat()
+                # The first was claimed just after the job was read at the loop's top.
+                state = beat() if index else JobState.RUNNING
                 if state != JobState.RUNNING or over_time() or flight.stopped:
                     let_go(batch[index:])
                     hand_over = state == JobState.RUNNING and over_time()
@@ -459,9 +496,21 @@ def _work(
         wants_hand_over = work()
     finally:
         flight.drain(beat=beat)
-    handed_over = wants_hand_over and (
-        jobs.heartbeat(job_id=job_id, runner_token=run.runner_token) == JobState.RUNNING
-    )
-    if handed_over:
+    handed_over = wants_hand_over and _job_heartbeat(run, touch=True) == JobState.RUNNING
+    if handed_over and run.slot:
+        assert run.runner_token is not None
+        handed_over = runner_slots.hand_over(job, slot=run.slot, token=run.runner_token)
+    elif handed_over:
         jobs.dispatch(job)
     return flight.worked, handed_over
+
+
+def _job_heartbeat(run: steps.Run, *, touch: bool) -> str | None:
+    """The job's state, this runner's heartbeat written (``touch``); None once another
+    runner took this one's place."""
+    if run.slot:
+        assert run.runner_token is not None
+        return runner_slots.heartbeat(
+            job_id=run.job.pk, slot=run.slot, token=run.runner_token, touch=touch
+        )
+    return jobs.heartbeat(job_id=run.job.pk, runner_token=run.runner_token, touch=touch)

@@ -48,6 +48,8 @@ class Run:
     fallback: bool
     # This runner's token (jobs.take_over): its heartbeat stops it once another took over.
     runner_token: uuid.UUID | None = None
+    # 0: the job's first runner; 1 and up: an extra runner (runner_slots.py).
+    slot: int = 0
 
     @functools.cached_property
     def limiter(self) -> ratelimit.Limiter:

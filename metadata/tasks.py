@@ -11,8 +11,9 @@ from metadata.models import Settings
 logger = logging.getLogger(__name__)
 
 
-def run_job(job_id: int, runner_token: str | None = None) -> None:
-    runner.run_job(job_id=job_id, runner_token=uuid.UUID(runner_token) if runner_token else None)
+def run_job(job_id: int, runner_token: str | None = None, slot: int = 0) -> None:
+    token = uuid.UUID(runner_token) if runner_token else None
+    runner.run_job(job_id=job_id, runner_token=token, slot=slot)
 
 
 def prepare_job(job_id: int) -> None:

@@ -15,6 +15,7 @@ from metadata.models.jobs import (
     JobState,
     RegenerationJob,
     RegenerationJobQuerySet,
+    RunnerSlot,
 )
 from metadata.models.lint import LintRun
 from metadata.models.notices import Notice, NoticeLevel, NoticeQuerySet
@@ -58,6 +59,7 @@ __all__ = [
     "RateWindow",
     "RegenerationJob",
     "RegenerationJobQuerySet",
+    "RunnerSlot",
     "RevisionKind",
     "Settings",
     "SettingsManager",

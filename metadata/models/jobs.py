@@ -275,3 +275,21 @@ class JobItem(models.Model):
 
     def __str__(self) -> str:
         return f"Job {self.job_id} / image {self.asset_id} ({self.get_state_display()})"
+
+
+class RunnerSlot(models.Model):
+    """One of a job's extra runners, slot 1 and up (the job row names its first runner):
+    the token its task was dispatched with and its heartbeat. Written by runner_slots.py."""
+
+    job = models.ForeignKey(RegenerationJob, on_delete=models.CASCADE, related_name="+")
+    slot = models.PositiveSmallIntegerField()
+    token = models.UUIDField(null=True, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "slot"], name="runnerslot_one_per_job_slot")
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} runner {self.slot}"

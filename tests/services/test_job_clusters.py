@@ -213,3 +213,46 @@ def test_a_worker_frozen_past_its_lease_writes_nothing_when_it_wakes(start_clust
     assert after == before
     assert lost in frozen.output()
     assert set(ai_revisions_per_asset(job).values()) == {1}
+
+
+LIMIT = 60
+
+
+@pytest.mark.timeout(120)
+def test_two_runners_on_two_clusters_work_one_job_at_once_within_the_shared_limit(
+    start_cluster, fake_openai
+):
+    """MEDIAOPT_JOB_RUNNERS=2 (PostgreSQL's default): the job's first runner fills slot 1,
+    whose task either cluster may take. Each runner keeps at most two calls in flight, so
+    more than two at the fake at once is both at work (the second starts seconds after the
+    first: a new worker builds its language detector); the shared limiter (60 a minute)
+    holds their sum; claims under SKIP LOCKED give no image to both."""
+    from metadata.models import RunnerSlot, Settings
+
+    fake_openai.latency = 0.5
+    Settings.objects.current()
+    Settings.objects.update(requests_per_minute=LIMIT)
+    assets = make_assets(80)
+    two = {"MEDIAOPT_JOB_CONCURRENCY": "2", "MEDIAOPT_JOB_RUNNERS": "2", "LOG_LEVEL": "INFO"}
+    first, second = start_cluster(**two), start_cluster(**two)
+    job = jobs.create_job(kind=JobKind.BULK, asset_ids=[a.pk for a in assets]).job
+    jobs.enqueue(job)
+
+    deadline = time.monotonic() + 40
+    while fake_openai.request_count < LIMIT and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(8)  # the rest wait for the window: nothing more may reach the fake
+    arrivals = sorted(request.at for request in list(fake_openai.requests))
+    jobs.cancel(job)
+    wait_for(job, seconds=30, until=lambda j: not j.items.filter(state=ItemState.CLAIMED).exists())
+
+    logs = first.output() + second.output()
+    assert fake_openai.max_in_flight > 2, logs  # two runners' calls at once
+    assert len(arrivals) == LIMIT, logs  # the limit, shared by both runners
+    assert RunnerSlot.objects.filter(job=job, slot=1).exists()
+    calls = statuses_per_asset(fake_openai, assets)
+    assert all(len(statuses) <= 1 for statuses in calls.values()), calls  # disjoint claims
+    done = job.items.filter(state=ItemState.SUCCEEDED)
+    assert done.count() == LIMIT and set(done.values_list("attempts", flat=True)) == {1}
+    assert set(ai_revisions_per_asset(job).values()) == {1}
+    assert miscounted() == []

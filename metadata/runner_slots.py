@@ -1,0 +1,113 @@
+"""A job's extra runners: slots 1 to ``MEDIAOPT_JOB_RUNNERS - 1`` beside the runner the job
+row names (jobs.take_over). The only writer of RunnerSlot rows.
+
+The job's first runner fills the free slots when it starts (after each hand-over too); a
+slot is free when nobody holds it or its heartbeat is older than runner_stale_seconds().
+An extra runner works the job exactly as the first does: it claims items under leases of
+its own (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so runners take disjoint items without
+waiting for each other), asks the one shared limiter before each call, beats on its slot
+and reads the job's state, and stops when the job stops running or has nothing left to
+claim; at its time budget it hands its slot to a new task. It never starts, completes
+alone or takes over the job: the first runner does (and any runner may complete it).
+
+One that dies leaves its items to their leases (recover() gives them back) and its slot
+to go stale, refilled at the first runner's next start. On a cluster only: a job worked
+inline or in sync mode has its one runner.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from metadata import jobs
+from metadata.models import RegenerationJob, RunnerSlot
+
+
+def runners() -> int:
+    """How many runners work one job at once (``MEDIAOPT_JOB_RUNNERS``)."""
+    return max(1, int(settings.MEDIAOPT_JOB_RUNNERS))
+
+
+def fill(job: RegenerationJob, *, now: datetime | None = None) -> list[int]:
+    """Dispatch a task to each free slot of ``job``; the slots dispatched."""
+    wanted = runners()
+    if wanted <= 1:
+        return []
+    now = now or timezone.now()
+    RunnerSlot.objects.bulk_create(
+        [RunnerSlot(job_id=job.pk, slot=slot) for slot in range(1, wanted)],
+        ignore_conflicts=True,  # made once; a concurrent fill made the same rows
+    )
+    stale = now - timedelta(seconds=jobs.runner_stale_seconds())
+    free = Q(token__isnull=True) | Q(heartbeat__isnull=True) | Q(heartbeat__lt=stale)
+    dispatched = []
+    for slot in range(1, wanted):
+        token = uuid.uuid4()
+        # Conditional: of two fills at once, one names the slot's runner.
+        if RunnerSlot.objects.filter(free, job_id=job.pk, slot=slot).update(
+            token=token, heartbeat=now
+        ):
+            _enqueue(job, slot=slot, token=token)
+            dispatched.append(slot)
+    return dispatched
+
+
+def hand_over(job: RegenerationJob, *, slot: int, token: uuid.UUID) -> bool:
+    """The runner ``token`` of ``slot`` gives its slot to a new task (its time is up)."""
+    new = uuid.uuid4()
+    if not RunnerSlot.objects.filter(job_id=job.pk, slot=slot, token=token).update(
+        token=new, heartbeat=timezone.now()
+    ):
+        return False
+    _enqueue(job, slot=slot, token=new)
+    return True
+
+
+def _enqueue(job: RegenerationJob, *, slot: int, token: uuid.UUID) -> None:
+    from django_q.tasks import async_task
+
+    job_id, queue = job.pk, job.queue
+    transaction.on_commit(
+        lambda: async_task(
+            "metadata.tasks.run_job",
+            job_id,
+            runner_token=token.hex,
+            slot=slot,
+            q_options={"cluster": queue, "task_name": f"job-{job_id}-runner-{slot}"},
+        )
+    )
+
+
+def take(*, job_id: int, slot: int, dispatched: uuid.UUID | None) -> uuid.UUID | None:
+    """Hold ``slot`` with the token the task was dispatched with; a new token of this
+    runner's own, or None (a second delivery, an older task): exit at once."""
+    if dispatched is None:
+        return None
+    mine = uuid.uuid4()
+    taken = RunnerSlot.objects.filter(job_id=job_id, slot=slot, token=dispatched).update(
+        token=mine, heartbeat=timezone.now()
+    )
+    return mine if taken else None
+
+
+def heartbeat(*, job_id: int, slot: int, token: uuid.UUID, touch: bool = True) -> str | None:
+    """Say this extra runner is alive (unless ``touch`` is False); the job's state, or None
+    once the slot is another runner's (this one must stop)."""
+    if touch and not RunnerSlot.objects.filter(job_id=job_id, slot=slot, token=token).update(
+        heartbeat=timezone.now()
+    ):
+        return None
+    return RegenerationJob.objects.filter(pk=job_id).values_list("state", flat=True).first()
+
+
+def let_go(*, job_id: int, slot: int, token: uuid.UUID) -> None:
+    """An extra runner that stops frees its slot for the first runner's next fill."""
+    RunnerSlot.objects.filter(job_id=job_id, slot=slot, token=token).update(
+        token=None, heartbeat=None
+    )
