@@ -42,6 +42,7 @@ from django.conf import settings
 from django.db import OperationalError, transaction
 from django.db.models import F
 
+from mediaopt.library import sql
 from metadata.providers.base import ErrorKind, ProviderError
 
 logger = logging.getLogger(__name__)
@@ -136,18 +137,27 @@ def stripe_shares(total: int, stripes: int) -> list[int]:
     return [total // stripes + (1 if i < total % stripes else 0) for i in range(stripes)]
 
 
+# The least tokens-per-minute share of a stripe: many calls' worth (a call is about 1,300
+# tokens), so no ordinary call is larger than its stripe's share. One that is goes through
+# alone in the stripe it tries, which, with every stripe doing so, could pass the whole
+# budget: with fewer, larger stripes it cannot happen below this size.
+MIN_STRIPE_TOKENS = 20_000
+
+
 def stripe_count(limits: Limits) -> int:
     """Stripes of the database backend: one on SQLite (its write lock serialises every
     transaction anyway), else ``MEDIAOPT_RATE_LIMIT_STRIPES``, never more than a limit so
-    no share is 0 (which would read as unlimited)."""
+    no share is 0 (which would read as unlimited), nor so many that a tokens share is
+    under MIN_STRIPE_TOKENS."""
     from django.db import connection
 
     if connection.vendor == "sqlite":
         return 1
     wanted = max(int(getattr(settings, "MEDIAOPT_RATE_LIMIT_STRIPES", 4)), 1)
-    for limit in (limits.requests_per_minute, limits.tokens_per_minute):
-        if limit:
-            wanted = min(wanted, limit)
+    if limits.requests_per_minute:
+        wanted = min(wanted, limits.requests_per_minute)
+    if limits.tokens_per_minute:
+        wanted = min(wanted, max(limits.tokens_per_minute // MIN_STRIPE_TOKENS, 1))
     return wanted
 
 
@@ -168,11 +178,13 @@ class DatabaseBackend:
         from metadata.models import RateWindow
 
         try:
-            blocked = RateWindow.objects.filter(key=key, window_start=CONTROL_WINDOW).values_list(
-                "blocked_until", flat=True
-            )
-            blocked_until = max(blocked, default=0.0)
             stripes = stripe_count(limits)
+            blocked_until = None  # one stripe: read with its lock, which is the key's row
+            if stripes > 1:
+                blocked = RateWindow.objects.filter(
+                    key=key, window_start=CONTROL_WINDOW
+                ).values_list("blocked_until", flat=True)
+                blocked_until = max(blocked, default=0.0)
             requests = stripe_shares(limits.requests_per_minute, stripes)
             budget = stripe_shares(limits.tokens_per_minute, stripes)
             first = random.randrange(stripes)
@@ -218,20 +230,22 @@ class DatabaseBackend:
         tokens: int,
         span: int,
         bucket: int,
-        blocked_until: float,
+        blocked_until: float | None,
         wait_for_lock: bool,
     ) -> float | None:
         """Seconds to wait (0.0: admitted), or None when ``wait_for_lock`` is False and
-        another caller holds this stripe."""
+        another caller holds this stripe. ``blocked_until`` None: this stripe's row says."""
         from metadata.models import RateWindow
 
         with transaction.atomic():
-            if wait_for_lock:
-                self._lock_control(key)
-            elif not self._try_lock_control(key):
+            locked = self._lock_control(key) if wait_for_lock else self._try_lock_control(key)
+            if locked is None:
                 return None
-            # After the lock: the clock read by the holder, so buckets follow each other.
-            now = database_now() if now is None else now
+            # The clock read with the lock, by its holder, so buckets follow each other.
+            row_blocked_until, clock = locked
+            now = clock if now is None else now
+            if blocked_until is None:
+                blocked_until = row_blocked_until
             current = int(now // bucket) * bucket
             oldest = current - span
             if blocked_until > now:
@@ -284,8 +298,9 @@ class DatabaseBackend:
         control.filter(blocked_until__lt=until).update(blocked_until=until)
 
     @staticmethod
-    def _lock_control(key: str) -> None:
-        """Lock the stripe's control row (creating it once).
+    def _lock_control(key: str) -> tuple[float, float]:
+        """Lock the stripe's control row (creating it once); its "blocked until" and the
+        database's clock, read in the same statement.
 
         A no-op UPDATE is the lock: PostgreSQL's row lock (held to commit) makes every
         other admission for this stripe wait, and on SQLite the write lock is the
@@ -294,34 +309,39 @@ class DatabaseBackend:
         from metadata.models import RateWindow
 
         control = RateWindow.objects.filter(key=key, window_start=CONTROL_WINDOW)
-        if not control.update(requests=F("requests")):
+        clock = [_clock_sql()]
+        lock = {"returning": ("blocked_until",), "also": clock, "requests": F("requests")}
+        rows = sql.update_returning(control, **lock)
+        if not rows:
             RateWindow.objects.bulk_create(
                 [RateWindow(key=key, window_start=CONTROL_WINDOW)], ignore_conflicts=True
             )
-            control.update(requests=F("requests"))
+            rows = sql.update_returning(control, **lock)
+        blocked_until, now = rows[0]
+        return float(blocked_until), float(now)
 
     @staticmethod
-    def _try_lock_control(key: str) -> bool:
+    def _try_lock_control(key: str) -> tuple[float, float] | None:
         """Lock the stripe's control row unless another transaction holds it (PostgreSQL's
-        SKIP LOCKED); elsewhere, the waiting lock."""
+        SKIP LOCKED; elsewhere, the waiting lock): as _lock_control, or None when held."""
         from django.db import connection
+        from django.db.models.expressions import RawSQL
 
         from metadata.models import RateWindow
 
         if connection.vendor != "postgresql":
-            DatabaseBackend._lock_control(key)
-            return True
+            return DatabaseBackend._lock_control(key)
         control = RateWindow.objects.select_for_update(skip_locked=True).filter(
             key=key, window_start=CONTROL_WINDOW
         )
-        if control.values_list("pk", flat=True):
-            return True
+        row = control.annotate(clock=RawSQL(_clock_sql(), [])).values_list("blocked_until", "clock")
+        if row := row.first():
+            return float(row[0]), float(row[1])
         # Held, or missing. A plain read tells which without waiting (an INSERT ... ON
         # CONFLICT would wait for the holder); a missing row is made and locked.
         if RateWindow.objects.filter(key=key, window_start=CONTROL_WINDOW).exists():
-            return False
-        DatabaseBackend._lock_control(key)
-        return True
+            return None
+        return DatabaseBackend._lock_control(key)
 
 
 def stripe_key(key: str, stripe: int) -> str:
@@ -338,19 +358,22 @@ def _is_lock_timeout(error: OperationalError) -> bool:
     return "database is locked" in text or "database table is locked" in text or code == "55P03"
 
 
-def database_now() -> float:
-    """Epoch seconds from the database's clock (one clock for every host)."""
+def _clock_sql() -> str:
+    """The database's clock in epoch seconds, as an SQL expression (one clock for every
+    host); PostgreSQL's and SQLite's, the two databases mediaopt runs on."""
     from django.db import connection
 
-    vendor = connection.vendor
-    if vendor == "postgresql":
-        sql = "SELECT EXTRACT(EPOCH FROM clock_timestamp())"
-    elif vendor == "sqlite":
-        sql = "SELECT (julianday('now') - 2440587.5) * 86400.0"
-    else:
-        return time.time()
+    if connection.vendor == "postgresql":
+        return "EXTRACT(EPOCH FROM clock_timestamp())"
+    return "(julianday('now') - 2440587.5) * 86400.0"
+
+
+def database_now() -> float:
+    """Epoch seconds from the database's clock."""
+    from django.db import connection
+
     with connection.cursor() as cursor:
-        cursor.execute(sql)
+        cursor.execute(f"SELECT {_clock_sql()}")
         return float(cursor.fetchone()[0])
 
 

@@ -14,15 +14,18 @@ from django.db.models import QuerySet
 from django.db.models.sql import UpdateQuery
 
 
-def update_returning(rows: QuerySet, *, returning: Sequence[str], **fields) -> list[tuple]:
-    """``rows.update(**fields)``, returning the ``returning`` columns of each changed row."""
+def update_returning(
+    rows: QuerySet, *, returning: Sequence[str], also: Sequence[str] = (), **fields
+) -> list[tuple]:
+    """``rows.update(**fields)``, returning the ``returning`` columns of each changed row,
+    then the SQL expressions ``also`` (e.g. the database's clock), written by the caller."""
     query = rows.query.chain(UpdateQuery)
     query.add_update_values(fields)
     sql, params = query.get_compiler(rows.db).as_sql()
     if not sql:
         return []
     connection = connections[rows.db]
-    columns = ", ".join(connection.ops.quote_name(column) for column in returning)
+    columns = ", ".join([*(connection.ops.quote_name(column) for column in returning), *also])
     with connection.cursor() as cursor:
         cursor.execute(f"{sql} RETURNING {columns}", params)
         return list(cursor.fetchall())

@@ -116,6 +116,18 @@ def test_stripe_shares_add_up_to_the_limit():
 
 
 @pytest.mark.timeout(60)
+def test_a_stripe_holds_many_calls_worth_of_tokens(services_db):
+    """A tokens share under MIN_STRIPE_TOKENS would let a call larger than its stripe's
+    share through alone in every stripe, past the whole budget (1,200 of 1,000 in four)."""
+    from metadata.ratelimit_backends import MIN_STRIPE_TOKENS, Limits, stripe_count
+
+    assert stripe_count(Limits(600, 200_000)) == 4
+    assert stripe_count(Limits(600, 0)) == 4
+    assert stripe_count(Limits(600, 2 * MIN_STRIPE_TOKENS)) == 2
+    assert stripe_count(Limits(100, 1_000)) == 1
+    assert stripe_count(Limits(3, 0)) == 3
+
+
 def test_admissions_on_postgresql_go_past_a_stripe_another_transaction_holds(services_db):
     """A caller holding one stripe's row (a slow transaction, a paused process) does not
     make every other admission wait: the others' shares are admitted at once, and only
