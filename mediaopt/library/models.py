@@ -6,11 +6,11 @@ library stores them and knows nothing of how they were made.
 
 from __future__ import annotations
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils.text import smart_split, unescape_string_literal
 
-from mediaopt.library import search
+from mediaopt.library import deletion, search
 from mediaopt.library.fields import (
     ALT_TEXT_MAX,
     CAPTION_MAX,
@@ -89,6 +89,21 @@ class MediaAssetQuerySet(models.QuerySet):
         if self._count_narrowing is None:
             return self
         return self.filter(pk__in=self._count_narrowing)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Django's delete, with the images it removes announced once, as one batch
+        (mediaopt.library.deletion): their ids are read and locked first, so the rows the
+        delete then collects are those (and any image that matched since is announced by
+        its own pre_delete)."""
+        if self.query.is_sliced or self.query.distinct_fields or self._fields is not None:
+            return super().delete()  # refused by Django, with its own message
+        with transaction.atomic(using=self.db, savepoint=False):
+            locked = self.model._base_manager.using(self.db).filter(
+                pk__in=self.order_by().values("pk")
+            )
+            ids = list(locked.select_for_update().order_by().values_list("pk", flat=True))
+            with deletion.announced(origin=self, asset_ids=ids, using=self.db, sender=self.model):
+                return super().delete()
 
     def missing_alt_text(self) -> MediaAssetQuerySet:
         """Alt text empty or only guessed by the heuristic, and not marked decorative."""
