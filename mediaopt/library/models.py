@@ -68,6 +68,24 @@ class MetadataFields(models.Model):
 SEARCH_FIELDS: tuple[str, ...] = ("original_name", "alt_text", "title", "caption", "keywords")
 
 
+def _unquoted(word: str) -> str:
+    if word.startswith(('"', "'")) and word[0] == word[-1]:
+        return unescape_string_literal(word)
+    return word
+
+
+def search_words(text: str) -> tuple[list[str], list[str]]:
+    """The words (or "quoted phrases") of a search as typed: those it looks for, and those
+    it leaves out, under search.MIN_TERM characters once unquoted. A shorter term has no
+    trigram for an index to find it by (FTS5 on SQLite, pg_trgm on PostgreSQL): it would
+    be a scan of the whole library, so the search leaves it out (and the admin says so)."""
+    kept: list[str] = []
+    left_out: list[str] = []
+    for word in smart_split(text):
+        (kept if len(_unquoted(word)) >= search.MIN_TERM else left_out).append(word)
+    return kept, left_out
+
+
 # Alt text empty or only guessed by the heuristic, and not marked decorative. Also the
 # condition of the partial index that serves the "missing alt text" list.
 MISSING_ALT_TEXT = Q(Q(alt_text="") | Q(alt_text_source=Source.HEURISTIC), is_decorative=False)
@@ -116,15 +134,15 @@ class MediaAssetQuerySet(models.QuerySet):
         return self.exclude(MISSING_ALT_TEXT)
 
     def search(self, text: str) -> MediaAssetQuerySet:
-        """Every word (or "quoted phrase") of ``text`` in one of SEARCH_FIELDS, ignoring
-        case: the admin's own search rule (ModelAdmin.get_search_results). On SQLite the
+        """Every word (or "quoted phrase") of ``text`` of three characters or more
+        (search_words) in one of SEARCH_FIELDS, ignoring case: the admin's own search
+        rule (ModelAdmin.get_search_results) without the shorter words. On SQLite the
         FTS5 trigram table narrows the rows first (mediaopt.library.search)."""
         queryset = self
-        terms = []
-        for term in smart_split(text):
-            if term.startswith(('"', "'")) and term[0] == term[-1]:
-                term = unescape_string_literal(term)
-            terms.append(term)
+        terms = [_unquoted(word) for word in search_words(text)[0]]
+        if not terms:
+            return queryset
+        for term in terms:
             any_field = Q()
             for name in SEARCH_FIELDS:
                 any_field |= Q(**{f"{name}__icontains": term})
