@@ -15,4 +15,4 @@ class LibraryConfig(AppConfig):
     def ready(self) -> None:
         from mediaopt.library import deletion
 
-        deletion.connect(self.get_model("MediaAsset"))
+        deletion.connect(model=self.get_model("MediaAsset"))

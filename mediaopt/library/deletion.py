@@ -47,5 +47,5 @@ def announce_one(*, sender: type, instance, using: str, origin=None, **kwargs) -
     assets_deleting.send(sender=sender, asset_ids=[instance.pk], using=using)
 
 
-def connect(model: type) -> None:
+def connect(*, model: type) -> None:
     pre_delete.connect(announce_one, sender=model, dispatch_uid="mediaopt.assets_deleting")
