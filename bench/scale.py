@@ -74,7 +74,7 @@ PAGES = {
     "search: lighthouse (0.7 %)": "q=lighthouse",
     "search: kiwi (1 in 10,000)": "q=kiwi",
     "search: two words": "q=red+dog",
-    "search: 2 characters": "q=zq",
+    "search: 2 characters (left out)": "q=zq",
 }
 
 

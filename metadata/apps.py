@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate, pre_delete
+from django.db.models.signals import post_migrate
 
 RECOVER_SCHEDULE = "mediaopt.recover"
 PRUNE_SCHEDULE = "mediaopt.prune_revisions"
@@ -52,12 +52,13 @@ def create_schedules(*, using: str = "default", **kwargs) -> None:
         )
 
 
-def forget_items_of_deleted_asset(*, instance, **kwargs) -> None:
-    """An image deleted from the library takes its job items with it (a cascade): their
-    jobs stop counting them, in the delete's transaction (metadata.counts.deleted)."""
+def forget_items_of_deleted_assets(*, asset_ids: list[int], **kwargs) -> None:
+    """Images deleted from the library take their job items with them (a cascade): their
+    jobs stop counting them, in the delete's transaction, a batch at a time
+    (mediaopt.library.deletion announces them; metadata.counts.deleted)."""
     from metadata import counts
 
-    counts.deleted(asset_id=instance.pk)
+    counts.deleted(asset_ids=asset_ids)
 
 
 class MetadataConfig(AppConfig):
@@ -68,8 +69,6 @@ class MetadataConfig(AppConfig):
         # After django_q's own migrations exist; sender=self runs each once per migrate.
         post_migrate.connect(create_schedules, sender=self, dispatch_uid="mediaopt.schedules")
         post_migrate.connect(create_cache_table, sender=self, dispatch_uid=CACHE_TABLE)
-        pre_delete.connect(
-            forget_items_of_deleted_asset,
-            sender="mediaopt.MediaAsset",
-            dispatch_uid="mediaopt.job_counts",
-        )
+        from mediaopt.library.deletion import assets_deleting
+
+        assets_deleting.connect(forget_items_of_deleted_assets, dispatch_uid="mediaopt.job_counts")

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from mediaopt.library.fields import Source
-from mediaopt.library.models import MediaAsset
+from mediaopt.library.models import MediaAsset, search_words
 from metadata.models import MetadataRevision, Proposal, Settings
 
 # The largest id a database column holds: a bigger number names no job.
@@ -145,12 +145,19 @@ FILTERS: dict[str, _Filter] = {
         lambda qs, v: needs_review(qs, waiting=_yes_no(v)),
         lambda v: "needing review" if v == "yes" else "not needing review",
     ),
-    "q": _Filter(lambda qs, v: qs.search(v), lambda v: f"matching “{v}”"),
+    "q": _Filter(lambda qs, v: qs.search(v), lambda v: _matching(v)),
     "ai_language": _Filter(
         lambda qs, v: in_other_language(qs, language=_settings_language(v)),
         lambda v: "with AI text in another language than the settings'",
     ),
 }
+
+
+def _matching(value: str) -> str:
+    """The search in words: only the words it looks for (search_words: shorter ones are
+    left out, as the list said); nothing when it looks for none."""
+    kept, _ = search_words(value)
+    return f"matching “{' '.join(kept)}”" if kept else ""
 
 
 def _settings_language(value: str) -> str:
@@ -189,7 +196,9 @@ def describe(query: str) -> str:
         if chosen is None:
             raise UnknownFilter(key)
         try:
-            parts.append(chosen.words(value))
+            words = chosen.words(value)
         except ValueError as error:
             raise UnknownFilter(value) from error
+        if words:
+            parts.append(words)
     return "all images" + (" " + ", ".join(parts) if parts else "")

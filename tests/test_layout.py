@@ -23,6 +23,7 @@ PACKAGES = ("mediaopt", "metadata", "billing")
 LIBRARY_MODULES = (
     "mediaopt.library.fields",
     "mediaopt.library.models",
+    "mediaopt.library.deletion",
     "mediaopt.library.images",
     "mediaopt.library.embedded",
     "mediaopt.library.decoding",

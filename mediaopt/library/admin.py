@@ -14,7 +14,8 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms.utils import ErrorList
@@ -23,14 +24,15 @@ from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.formats import date_format
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from django.utils.timezone import localtime
 
 from mediaopt.library import images
 from mediaopt.library.fields import FIELDS, source_field
-from mediaopt.library.models import SEARCH_FIELDS, MediaAsset
+from mediaopt.library.models import SEARCH_FIELDS, MediaAsset, search_words
 from mediaopt.library.paging import CappedPaginator
+from mediaopt.library.search import MIN_TERM
 
 
 def admin_route(model_admin: admin.ModelAdmin, route: str, view: Any, name: str) -> URLPattern:
@@ -164,6 +166,10 @@ class LibraryAdmin(admin.ModelAdmin):
     list_display_links = ("thumbnail_display", "name_display")
     list_filter = (MissingAltTextFilter, "alt_text_source", "is_decorative")
     search_fields = SEARCH_FIELDS
+    search_help_text = (
+        "Finds every word of 3 characters or more in the name, alt text, title, caption "
+        'or keywords; "quotes" keep a phrase together.'
+    )
     # A COUNT(*) over a large library on every page view costs more than it tells: no
     # total beside a filtered count, and the count itself stops at 10,000.
     show_full_result_count = False
@@ -206,6 +212,30 @@ class LibraryAdmin(admin.ModelAdmin):
     ) -> tuple[QuerySet, bool]:
         # The library's own search rule, which a stored "select all" scope replays.
         return queryset.search(search_term), False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        if request.method == "GET":
+            self.say_left_out_words(request)
+        return super().changelist_view(request, extra_context)
+
+    def say_left_out_words(self, request: HttpRequest) -> None:
+        """Words too short to search for (no index finds them: each would read the whole
+        library) are left out of the search: the list says which, and what it shows."""
+        kept, left_out = search_words(request.GET.get(SEARCH_VAR, ""))
+        if not left_out:
+            return
+        words = format_html_join(", ", "“{}”", ((word,) for word in left_out))
+        shown = format_html("the images matching “{}”", " ".join(kept)) if kept else "every image"
+        self.message_user(
+            request,
+            format_html(
+                "Search words need at least {} characters: {} left out, showing {}.",
+                MIN_TERM,
+                words,
+                shown,
+            ),
+            messages.WARNING,
+        )
 
     def view_url(self, view: str, *args: Any) -> str:
         """The URL of one of this admin's views ("changelist", "change", "upload"...)."""

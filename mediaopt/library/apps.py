@@ -11,3 +11,8 @@ class LibraryConfig(AppConfig):
     name = "mediaopt.library"
     label = "mediaopt"
     verbose_name = "Media library"
+
+    def ready(self) -> None:
+        from mediaopt.library import deletion
+
+        deletion.connect(model=self.get_model("MediaAsset"))

@@ -6,11 +6,11 @@ library stores them and knows nothing of how they were made.
 
 from __future__ import annotations
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils.text import smart_split, unescape_string_literal
 
-from mediaopt.library import search
+from mediaopt.library import deletion, search
 from mediaopt.library.fields import (
     ALT_TEXT_MAX,
     CAPTION_MAX,
@@ -68,6 +68,24 @@ class MetadataFields(models.Model):
 SEARCH_FIELDS: tuple[str, ...] = ("original_name", "alt_text", "title", "caption", "keywords")
 
 
+def _unquoted(word: str) -> str:
+    if word.startswith(('"', "'")) and word[0] == word[-1]:
+        return unescape_string_literal(word)
+    return word
+
+
+def search_words(text: str) -> tuple[list[str], list[str]]:
+    """The words (or "quoted phrases") of a search as typed: those it looks for, and those
+    it leaves out, under search.MIN_TERM characters once unquoted. A shorter term has no
+    trigram for an index to find it by (FTS5 on SQLite, pg_trgm on PostgreSQL): it would
+    be a scan of the whole library, so the search leaves it out (and the admin says so)."""
+    kept: list[str] = []
+    left_out: list[str] = []
+    for word in smart_split(text):
+        (kept if len(_unquoted(word)) >= search.MIN_TERM else left_out).append(word)
+    return kept, left_out
+
+
 # Alt text empty or only guessed by the heuristic, and not marked decorative. Also the
 # condition of the partial index that serves the "missing alt text" list.
 MISSING_ALT_TEXT = Q(Q(alt_text="") | Q(alt_text_source=Source.HEURISTIC), is_decorative=False)
@@ -90,6 +108,21 @@ class MediaAssetQuerySet(models.QuerySet):
             return self
         return self.filter(pk__in=self._count_narrowing)
 
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Django's delete, with the images it removes announced once, as one batch
+        (mediaopt.library.deletion): their ids are read and locked first, so the rows the
+        delete then collects are those (and any image that matched since is announced by
+        its own pre_delete)."""
+        if self.query.is_sliced or self.query.distinct_fields or self._fields is not None:
+            return super().delete()  # refused by Django, with its own message
+        with transaction.atomic(using=self.db, savepoint=False):
+            locked = self.model._base_manager.using(self.db).filter(
+                pk__in=self.order_by().values("pk")
+            )
+            ids = list(locked.select_for_update().order_by().values_list("pk", flat=True))
+            with deletion.announced(origin=self, asset_ids=ids, using=self.db, sender=self.model):
+                return super().delete()
+
     def missing_alt_text(self) -> MediaAssetQuerySet:
         """Alt text empty or only guessed by the heuristic, and not marked decorative."""
         return self.filter(MISSING_ALT_TEXT)
@@ -101,15 +134,15 @@ class MediaAssetQuerySet(models.QuerySet):
         return self.exclude(MISSING_ALT_TEXT)
 
     def search(self, text: str) -> MediaAssetQuerySet:
-        """Every word (or "quoted phrase") of ``text`` in one of SEARCH_FIELDS, ignoring
-        case: the admin's own search rule (ModelAdmin.get_search_results). On SQLite the
+        """Every word (or "quoted phrase") of ``text`` of three characters or more
+        (search_words) in one of SEARCH_FIELDS, ignoring case: the admin's own search
+        rule (ModelAdmin.get_search_results) without the shorter words. On SQLite the
         FTS5 trigram table narrows the rows first (mediaopt.library.search)."""
         queryset = self
-        terms = []
-        for term in smart_split(text):
-            if term.startswith(('"', "'")) and term[0] == term[-1]:
-                term = unescape_string_literal(term)
-            terms.append(term)
+        terms = [_unquoted(word) for word in search_words(text)[0]]
+        if not terms:
+            return queryset
+        for term in terms:
             any_field = Q()
             for name in SEARCH_FIELDS:
                 any_field |= Q(**{f"{name}__icontains": term})

@@ -6,8 +6,9 @@ substring): on SQLite the index only narrows the rows to those whose fields hold
 term's trigrams (when they are few: SELECTIVE), and the same ``LIKE`` then decides, so
 the results are exactly those of the plain ``LIKE`` (the trigram tokenizer folds case
 beyond ASCII, so it finds a superset of what SQLite's ``LIKE`` finds, never fewer).
-Terms under three characters have no trigram: they are matched by ``LIKE`` alone, a scan
-that stops at the page's 100 rows.
+Terms under three characters have no trigram, here or in pg_trgm: each would be a scan of
+the library (to its end when little matches), so the search leaves them out
+(models.search_words) and the admin's list says which it left out.
 
 On PostgreSQL the same ``UPPER(column) LIKE`` runs over pg_trgm GIN indexes on
 ``UPPER(column)`` (migration 0004), so nothing changes in the query there.

@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.utils.text import smart_split, unescape_string_literal
 
 from mediaopt.library import search
-from mediaopt.library.models import SEARCH_FIELDS, MediaAsset
+from mediaopt.library.models import SEARCH_FIELDS, MediaAsset, search_words
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -29,16 +29,19 @@ SEARCHES = [
     "dog", "DOG", "Dog show", "red dog", '"red dog"', '"dog red"', "do", "a", "x", "é",
     "café", "CAFÉ", "Café", "cafe", "été", "straße", "STRASSE", "élan", "ÉLAN", "hund läuft",
     "50%", "%", "_", "under_score", "hello", '"hello"', "it's", "東京", "東", "kiwi",
-    "photo-3", "photo", "jpg", "nothing-like-this", "  ", "",
+    "photo-3", "photo", "jpg", "nothing-like-this", "  ", "", "r_s", '"東京 at"', "do dog",
 ]  # fmt: skip
 
 
 def old_search(text: str):
-    """The search before its index: every term in one of the fields, icontains."""
+    """The search before its index: every term in one of the fields, icontains (terms
+    under three characters left out, as the search leaves them: no index finds them)."""
     queryset = MediaAsset.objects.all()
     for term in smart_split(text):
         if term.startswith(('"', "'")) and term[0] == term[-1]:
             term = unescape_string_literal(term)
+        if len(term) < search.MIN_TERM:
+            continue
         any_field = Q()
         for name in SEARCH_FIELDS:
             any_field |= Q(**{f"{name}__icontains": term})
@@ -84,8 +87,26 @@ def test_on_sqlite_terms_of_three_characters_go_through_the_fts_table(library):
     assert search.trigram_available()
     assert search.TABLE in str(MediaAsset.objects.search("dog").query)
     assert search.TABLE in str(MediaAsset.objects.search("do dog").query)
-    # No trigram in a shorter term: the LIKE alone.
-    assert search.TABLE not in str(MediaAsset.objects.search("do").query)
+
+
+@pytest.mark.parametrize("text", ["do", "a", "東京", '"é"', "%", "x y"])
+def test_a_search_of_only_short_words_selects_the_library_without_a_scan(library, text):
+    """No index finds a term under three characters (no trigram, here or in pg_trgm): its
+    LIKE would read the whole library when little matches. The search leaves it out."""
+    assert search_words(text) == ([], text.split())
+    queryset = MediaAsset.objects.search(text)
+    assert "LIKE" not in str(queryset.query).upper()
+    assert queryset.count() == len(TEXTS)
+
+
+def test_short_words_beside_a_long_one_are_left_out():
+    factories.bare_assets(1, start=0, alt_text="A red dog", title="Dog 5")
+    factories.bare_assets(1, start=1, alt_text="A dog", title="Dog 6")
+    assert search_words("a \"red dog\" 5 'ok'") == (['"red dog"'], ["a", "5", "'ok'"])
+    assert MediaAsset.objects.search("dog 5").count() == 2
+    assert str(MediaAsset.objects.search("dog 5").query) == str(
+        MediaAsset.objects.search("dog").query
+    )
 
 
 def test_the_index_follows_inserts_updates_and_deletes(library):

@@ -11,10 +11,12 @@ from types import SimpleNamespace
 import pytest
 from django.apps import apps
 from django.db import connection
+from django.db.models.deletion import Collector
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from mediaopt.library import deletion
 from mediaopt.library.models import MediaAsset
 from metadata import counts, items, jobs, notifications, progress, pruning, recovery
 from metadata.models import ItemState, JobItem, JobKind, JobState, RegenerationJob
@@ -163,6 +165,99 @@ def test_an_image_deleted_from_the_library_is_no_longer_counted():
     MediaAsset.objects.filter(pk=assets[2].pk).delete()
     job.refresh_from_db()
     assert (job.items_total, job.items_failed) == (1, 0)
+
+
+def two_jobs_over(n: int) -> list[MediaAsset]:
+    """``n`` images in a running job (a few finished, two claimed) and a completed one."""
+    done = RegenerationJob.objects.create(kind=JobKind.BULK, state=JobState.COMPLETED)
+    running = big_job(n)
+    assets = list(MediaAsset.objects.filter(job_items__job=running))
+    factories.bulk_items(done, assets, state=ItemState.SUCCEEDED)
+    return assets
+
+
+# Django's own batches: the image rows' DELETE takes 100 ids a statement, the admin's log
+# of a delete 999 parameters' worth of rows on SQLite. Every other statement is counted.
+DJANGO_BATCHES = (f'DELETE FROM "{MediaAsset._meta.db_table}"', 'INSERT INTO "django_admin_log"')
+
+
+def split(captured: CaptureQueriesContext) -> tuple[int, int]:
+    """The statements of Django's own batches, and the others."""
+    batches = sum(q["sql"].startswith(DJANGO_BATCHES) for q in captured)
+    return batches, len(captured) - batches
+
+
+def deletion_queries(n: int) -> tuple[int, int]:
+    """Statements of one queryset delete of ``n`` of ``2n`` images (split)."""
+    assets = two_jobs_over(2 * n)
+    with CaptureQueriesContext(connection) as captured:
+        MediaAsset.objects.filter(pk__in=[a.pk for a in assets[:n]]).delete()
+    return split(captured)
+
+
+def test_deleting_many_images_costs_the_same_statements_as_a_few():
+    # Before: three per image (the items' read, an UPDATE per job): 34 others, then 604.
+    few, many = deletion_queries(10), deletion_queries(200)
+    assert few == (1, many[1]) and many[0] == 2
+    # Each job lost exactly the items of the deleted images (the invariants check it too).
+    for job in RegenerationJob.objects.all():
+        assert job.items_total == job.items.count()
+
+
+def test_deleting_images_counts_each_once_whatever_the_path():
+    assets = two_jobs_over(6)
+    assets[0].delete()  # one image's delete
+    MediaAsset.objects.filter(pk__in=[a.pk for a in assets[1:3]]).delete()
+    collector = Collector(using="default", origin=None)  # a delete without the queryset's
+    collector.collect([assets[3]])
+    collector.delete()
+    for job in RegenerationJob.objects.all():
+        assert job.items_total == 2
+
+
+def test_an_image_that_matches_while_the_delete_runs_is_counted_too():
+    """Between the ids' read and Django's collection another image may match the filter:
+    the delete takes it too, and its own pre_delete announces it."""
+    assets = two_jobs_over(4)
+    job = RegenerationJob.objects.get(state=JobState.COMPLETED)
+
+    announced: list[list[int]] = []
+
+    def meanwhile(*, asset_ids, **kwargs):
+        announced.append(asset_ids)
+        if len(announced) == 1:  # after the batch's ids were read
+            [late] = factories.bare_assets(1, start=999_999)
+            JobItem.objects.create(job=job, asset=late, state=ItemState.SUCCEEDED)
+            counts.added(job_id=job.pk, n=1)
+            counts.moved(job_id=job.pk, state=ItemState.SUCCEEDED)
+
+    deletion.assets_deleting.connect(meanwhile, dispatch_uid="test.meanwhile")
+    try:
+        _, deleted = MediaAsset.objects.filter(original_name__startswith="photo-").delete()
+    finally:
+        deletion.assets_deleting.disconnect(dispatch_uid="test.meanwhile")
+    assert deleted[MediaAsset._meta.label] == len(assets) + 1
+    assert [len(ids) for ids in announced] == [len(assets), 1]
+    assert not JobItem.objects.exists()
+    assert list(RegenerationJob.objects.values_list("items_total", flat=True)) == [0, 0]
+
+
+def test_the_admin_deletes_selected_images_in_the_same_statements_at_10_and_200(admin_client):
+    url = reverse("admin:mediaopt_mediaasset_changelist")
+
+    def deleting(n: int) -> tuple[int, int]:
+        chosen = [a.pk for a in two_jobs_over(2 * n)[:n]]
+        form = {"action": "delete_selected", "_selected_action": chosen, "post": "yes"}
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.post(url, form).status_code == 302
+        assert not MediaAsset.objects.filter(pk__in=chosen).exists()
+        return split(captured)
+
+    deleting(1)  # the session, the settings row and the content type, once
+    few, many = deleting(10), deleting(200)
+    assert few[1] == many[1], (few, many)
+    for job in RegenerationJob.objects.all():
+        assert job.items_total == job.items.count()
 
 
 def test_the_summary_line_reads_the_row():

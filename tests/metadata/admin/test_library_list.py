@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from mediaopt.library.fields import Source
+from mediaopt.library.models import MediaAsset
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -65,3 +66,28 @@ def test_the_list_makes_as_many_queries_at_10000_images_as_at_10(admin_client):
     assert many == few
     # Every page read rows: the comparison is of working pages, not of empty ones.
     assert admin_client.get(f"{CHANGELIST}?q=dog").context["cl"].result_count > 100
+
+
+def test_words_too_short_to_search_are_left_out_and_the_list_says_so(admin_client):
+    library(9, start=0)
+    page = admin_client.get(f"{CHANGELIST}?q=do")
+    text = page.content.decode()
+    assert set(page.context["cl"].queryset.values_list("pk", flat=True)) == set(
+        MediaAsset.objects.values_list("pk", flat=True)
+    )
+    assert "Search words need at least 3 characters: “do” left out, showing every image." in text
+    # Beside a word it can search, the short ones are left out of it.
+    page = admin_client.get(f"{CHANGELIST}?q=a+red+dog+x")
+    assert page.context["cl"].queryset.count() == 3
+    assert (
+        "Search words need at least 3 characters: “a”, “x” left out, showing the images "
+        "matching “red dog”." in page.content.decode()
+    )
+    # The search box says the rule before anyone trips on it.
+    assert "Finds every word of 3 characters or more" in text
+
+
+def test_a_search_of_long_words_says_nothing_about_length(admin_client):
+    library(3, start=0)
+    text = admin_client.get(f"{CHANGELIST}?q=red+dog").content.decode()
+    assert "Search words need" not in text
