@@ -392,7 +392,7 @@ local span = tonumber(ARGV[3])
 local rpm = tonumber(ARGV[4])
 local tpm = tonumber(ARGV[5])
 local cost = tonumber(ARGV[6])
-local blocked = tonumber(redis.call('GET', KEYS[3]) or '0')
+local blocked = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
 if blocked > now then
   return {0, tostring(blocked - now)}
 end
@@ -451,7 +451,7 @@ if ARGV[1] == '' then
   wanted = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[3])
 end
 if wanted > current then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('SET', KEYS[1], tostring(wanted), 'PX', ARGV[2])
 end
 return 1
 """
@@ -484,17 +484,25 @@ class RedisBackend:
     def admit(
         self, *, key: str, now: float | None, limits: Limits, tokens: int, span: int, bucket: int
     ) -> float:
-        admitted, wait = self._admit(
-            keys=self._keys(key),
-            args=[
-                "" if now is None else repr(now),
-                bucket,
-                span,
-                limits.requests_per_minute or UNLIMITED,
-                limits.tokens_per_minute or UNLIMITED,
-                tokens,
-            ],
-        )
+        import redis
+
+        try:
+            admitted, wait = self._admit(
+                keys=self._keys(key),
+                args=[
+                    "" if now is None else repr(now),
+                    bucket,
+                    span,
+                    limits.requests_per_minute or UNLIMITED,
+                    limits.tokens_per_minute or UNLIMITED,
+                    tokens,
+                ],
+            )
+        except redis.RedisError as error:
+            # As the database backend: the call fails as transient (its item retries
+            # later) instead of the exception ending the job's runner.
+            logger.warning("rate limiter: Redis error (%s); the call is not admitted", error)
+            raise LimiterUnavailable(str(error)) from error
         return 0.0 if int(admitted) == 1 else float(wait)
 
     def block_until(self, *, key: str, until: float) -> None:

@@ -289,3 +289,14 @@ def test_a_429_from_the_provider_blocks_the_next_call_of_every_worker(fake_opena
     with pytest.raises(ProviderError):
         generation.call_ai_once(request=request, row=row, decision=decision, wait=1)
     assert fake_openai_settings.request_count == 1
+
+
+@pytest.mark.timeout(30)
+def test_a_redis_that_fails_makes_the_call_transient_not_the_runner_die():
+    """Nothing listens on port 1: the admission raises the limiter's own transient error
+    (its item retries later), not redis-py's exception, which ended the job's runner."""
+    backend = ratelimit_backends.RedisBackend("redis://127.0.0.1:1/0")
+    limits = ratelimit_backends.Limits(600, 0)
+    with pytest.raises(ratelimit_backends.LimiterUnavailable) as raised:
+        backend.admit(key="down", now=None, limits=limits, tokens=1, span=60, bucket=1)
+    assert raised.value.kind == "transient"

@@ -94,6 +94,38 @@ def test_the_redis_backend_shared_by_processes_never_exceeds_the_limit(services_
     check(run_processes("redis"))
 
 
+def redis_backend():
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).ping()
+    except Exception as error:  # any failure to reach it means: no Redis here
+        skip_or_fail(f"Redis is not reachable at {REDIS_URL}: {error}")
+    from metadata.ratelimit_backends import RedisBackend
+
+    return RedisBackend(REDIS_URL)
+
+
+@pytest.mark.parametrize("backend", ["redis", "db"])
+def test_a_block_on_the_stores_clock_holds_admissions_then_lets_them_go(services_db, backend):
+    """A provider's "limit reached" blocks the key for some seconds on the store's own
+    clock (``now`` None, as the runner does). In Redis the block was stored as an empty
+    string, and every admission after it failed in the Lua script until it expired: the
+    job's runner died each time (a job at the limit reached half of it)."""
+    from metadata.ratelimit_backends import DatabaseBackend, Limits
+
+    store = redis_backend() if backend == "redis" else DatabaseBackend()
+    key = f"block-{uuid.uuid4().hex}"
+    shape = {"limits": Limits(600, 0), "tokens": 1, "span": 60, "bucket": 1}
+
+    assert store.admit(key=key, now=None, **shape) == 0.0
+    store.block_for(key=key, seconds=1.0, now=None)
+    wait = store.admit(key=key, now=None, **shape)
+    assert 0.0 < wait <= 1.0
+    time.sleep(wait + 0.05)
+    assert store.admit(key=key, now=None, **shape) == 0.0
+
+
 @pytest.mark.timeout(90)
 def test_the_database_backend_on_postgresql_shared_by_processes_never_exceeds_the_limit(
     services_db,
