@@ -128,19 +128,28 @@ def dispatch(job: RegenerationJob, *, now: datetime | None = None) -> None:
     one waits in the queue; the task carries a new runner token, so only it may take the
     job over (a second delivery of it, or an older task, finds the token changed).
     """
-    from django_q.tasks import async_task
-
     token = uuid.uuid4()
     RegenerationJob.objects.filter(pk=job.pk).update(
         runner_heartbeat=now or timezone.now(), runner_token=token
     )
+    send_runner(job, token=token)
+
+
+def send_runner(job: RegenerationJob, *, token: uuid.UUID, slot: int = 0) -> None:
+    """Once the current transaction commits, a "run job J" task on the job's cluster,
+    carrying the token the runner (of ``slot``: runner_slots.py) takes the job with."""
+    from django_q.tasks import async_task
+
     job_id, queue = job.pk, job.queue
+    name = f"job-{job_id}-runner-{slot}" if slot else f"job-{job_id}"
+    slot_kwargs = {"slot": slot} if slot else {}
     transaction.on_commit(
         lambda: async_task(
             "metadata.tasks.run_job",
             job_id,
             runner_token=token.hex,
-            q_options={"cluster": queue, "task_name": f"job-{job_id}"},
+            **slot_kwargs,
+            q_options={"cluster": queue, "task_name": name},
         )
     )
 

@@ -21,7 +21,6 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -53,7 +52,7 @@ def fill(job: RegenerationJob, *, now: datetime | None = None) -> list[int]:
         if RunnerSlot.objects.filter(free, job_id=job.pk, slot=slot).update(
             token=token, heartbeat=now
         ):
-            _enqueue(job, slot=slot, token=token)
+            jobs.send_runner(job, token=token, slot=slot)
             dispatched.append(slot)
     return dispatched
 
@@ -65,23 +64,8 @@ def hand_over(job: RegenerationJob, *, slot: int, token: uuid.UUID) -> bool:
         token=new, heartbeat=timezone.now()
     ):
         return False
-    _enqueue(job, slot=slot, token=new)
+    jobs.send_runner(job, token=new, slot=slot)
     return True
-
-
-def _enqueue(job: RegenerationJob, *, slot: int, token: uuid.UUID) -> None:
-    from django_q.tasks import async_task
-
-    job_id, queue = job.pk, job.queue
-    transaction.on_commit(
-        lambda: async_task(
-            "metadata.tasks.run_job",
-            job_id,
-            runner_token=token.hex,
-            slot=slot,
-            q_options={"cluster": queue, "task_name": f"job-{job_id}-runner-{slot}"},
-        )
-    )
 
 
 def take(*, job_id: int, slot: int, dispatched: uuid.UUID | None) -> uuid.UUID | None:
