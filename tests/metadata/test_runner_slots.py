@@ -12,8 +12,9 @@ import pytest
 from django.utils import timezone
 
 from billing.models import EntryKind, LedgerEntry
-from metadata import jobs, progress, runner, runner_slots
+from metadata import items, jobs, progress, runner, runner_slots
 from metadata.models import ItemState, JobState, MetadataRevision, RunnerSlot
+from metadata.providers import openai as provider
 from tests.metadata.test_jobs import make_assets, new_job
 
 pytestmark = [pytest.mark.timeout(90)]
@@ -89,14 +90,27 @@ def test_two_runners_work_one_job_at_once_and_charge_each_image_once(
     settings, fake_openai_settings, monkeypatch
 ):
     """The first runner fills slot 1; the task it sends runs here on a thread of its own.
-    Each runner keeps at most two calls in flight, so three or four at once at the fake
-    server is both runners working together."""
+    Each runner keeps one call in flight, so two at once at the fake server is both
+    runners working together, and each finishes some of the images.
+
+    On a cluster each runner is a worker process with its own client, whose pool holds
+    one runner's calls; here both share this process's, so its pool holds two."""
+    provider.forget_clients()
+    monkeypatch.setattr(provider, "connection_limit", lambda: 2)
     settings.MEDIAOPT_JOB_RUNNERS = 2
-    settings.MEDIAOPT_JOB_CONCURRENCY = 2
+    settings.MEDIAOPT_JOB_CONCURRENCY = 1
     settings.MEDIAOPT_JOB_BATCH_SIZE = 1
     settings.MEDIAOPT_JOB_MAX_SLEEP_SECONDS = 0.05
-    fake_openai_settings.latency = 0.3
-    assets = make_assets(24)
+    fake_openai_settings.latency = 0.4
+    assets = make_assets(16)
+    finishers: list[int] = []
+    real_finish = items.finish_item
+
+    def finish_item(**kwargs):
+        finishers.append(threading.get_ident())
+        return real_finish(**kwargs)
+
+    monkeypatch.setattr(items, "finish_item", finish_item)
     job = new_job(assets)
     threads: list[threading.Thread] = []
     failures: list[BaseException] = []
@@ -125,12 +139,14 @@ def test_two_runners_work_one_job_at_once_and_charge_each_image_once(
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED
     assert len(threads) == 2  # the first runner and slot 1's, no hand-over in 60 s
-    assert fake_openai_settings.max_in_flight > 2  # both runners' calls at once
-    assert fake_openai_settings.request_count == 24
+    assert fake_openai_settings.max_in_flight == 2  # both runners' calls at once
+    assert len(set(finishers)) == 2  # each runner wrote some of the images
+    assert fake_openai_settings.request_count == 16
     assert set(job.items.values_list("state", "attempts")) == {(ItemState.SUCCEEDED, 1)}
-    assert progress.progress(job).succeeded == 24
+    assert progress.progress(job).succeeded == 16
     per_asset = MetadataRevision.objects.filter(job=job).values_list("asset_id", flat=True)
     assert sorted(per_asset) == sorted(a.pk for a in assets)
     captures = LedgerEntry.objects.filter(job_id=job.pk, kind=EntryKind.CAPTURE)
-    assert captures.count() == 24
+    assert captures.count() == 16
     assert RunnerSlot.objects.get(job=job, slot=1).token is None  # let go at the end
+    provider.forget_clients()
