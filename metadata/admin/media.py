@@ -34,6 +34,7 @@ from metadata.admin.regenerate import RegenerateMixin
 from metadata.models import (
     JobItem,
     MetadataRevision,
+    Proposal,
     RegenerationJob,
     Settings,
 )
@@ -128,6 +129,10 @@ class OtherLanguageFilter(admin.SimpleListFilter):
         return queryset
 
 
+# What belongs to an image alone and is deleted with it (see get_deleted_objects).
+IMAGE_HISTORY = (MetadataRevision, Proposal, JobItem)
+
+
 @admin.register(MediaAsset)
 class MediaAssetAdmin(
     BulkActionMixin, RegenerateMixin, HistoryMixin, MetadataChangeFormMixin, LibraryAdmin
@@ -194,7 +199,12 @@ class MediaAssetAdmin(
                 ),
                 messages.WARNING,
             )
-        return super().get_deleted_objects(objs, request)
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # An image's history goes with it. Revisions and proposals are read-only in their
+        # own admin pages (nobody deletes one alone), which Django's cascade check would
+        # read as "no permission": no image that has metadata could be deleted at all.
+        history = {model._meta.verbose_name for model in IMAGE_HISTORY}
+        return deleted, counts, perms_needed - history, protected
 
     def get_urls(self) -> list[URLPattern]:
         # Before super()'s: its "<path:object_id>/" would swallow "5/regenerate/".
