@@ -319,14 +319,15 @@ def _same_hold(existing: CreditHold, *, account: Account, amount: int) -> Credit
     return existing
 
 
-def _find_hold(*, hold_id: int | None, hold_key: str | None) -> CreditHold:
+def _the_hold(*, hold_id: int | None, hold_key: str | None) -> Q:
+    """The hold named by its id or its key (exactly one of them)."""
     if (hold_id is None) == (hold_key is None):
         raise LedgerError("Give exactly one of hold_id and hold_key.")
-    found = (
-        CreditHold.objects.filter(pk=hold_id).first()
-        if hold_id is not None
-        else CreditHold.objects.filter(idempotency_key=hold_key).first()
-    )
+    return Q(pk=hold_id) if hold_id is not None else Q(idempotency_key=hold_key)
+
+
+def _find_hold(*, hold_id: int | None, hold_key: str | None) -> CreditHold:
+    found = CreditHold.objects.filter(_the_hold(hold_id=hold_id, hold_key=hold_key)).first()
     if found is None:
         raise UnknownHold(f"No hold {hold_id if hold_id is not None else hold_key!r}.")
     return found
@@ -417,10 +418,9 @@ _HOLD_COLUMNS = ("id", "account_id", "unit", "amount", "month", "job_id", "item_
 
 def _take_hold(*, hold_id: int | None, hold_key: str | None, to: str) -> CreditHold | None:
     """held -> ``to`` in one statement that returns the hold; None if it was not held."""
-    if (hold_id is None) == (hold_key is None):
-        raise LedgerError("Give exactly one of hold_id and hold_key.")
-    held = CreditHold.objects.filter(state=HoldState.HELD)
-    held = held.filter(pk=hold_id) if hold_id is not None else held.filter(idempotency_key=hold_key)
+    held = CreditHold.objects.filter(
+        _the_hold(hold_id=hold_id, hold_key=hold_key), state=HoldState.HELD
+    )
     rows = sql.update_returning(held, returning=_HOLD_COLUMNS, state=to, updated_at=_now())
     return CreditHold(**dict(zip(_HOLD_COLUMNS, rows[0], strict=True)), state=to) if rows else None
 
@@ -444,11 +444,13 @@ def release(*, hold_id: int | None = None, hold_key: str | None = None) -> Credi
     with transaction.atomic():
         # The state guard makes the give-back happen once, even for two racing releases.
         taken = _take_hold(hold_id=hold_id, hold_key=hold_key, to=HoldState.RELEASED)
-        if taken is not None and taken.unit == Unit.CREDIT:
+        if taken is None:
+            pass  # released or captured already
+        elif taken.unit == Unit.CREDIT:
             Account.objects.filter(pk=taken.account_id).update(
                 held=F("held") - taken.amount, updated_at=_now()
             )
-        elif taken is not None:
+        else:
             RequestMeter.objects.filter(account_id=taken.account_id, month=taken.month).update(
                 held=F("held") - taken.amount
             )

@@ -143,11 +143,8 @@ def _run(
         # detector (seconds): built before taking the job, this runner holds no lease and
         # no runner token meanwhile, so nothing expires under it.
         language.warm_up()
-    if slot:
-        token = runner_slots.take(job_id=job_id, slot=slot, dispatched=dispatched)
-    else:
-        token = jobs.take_over(job_id=job_id, dispatched=dispatched, force=force)
-    if token is None:
+    seat = runner_slots.take_seat(job_id=job_id, slot=slot, dispatched=dispatched, force=force)
+    if seat is None:
         # A duplicate delivery, or a task older than the runner it was meant to be.
         if slot:
             logger.info("job %s has a live runner %s; this delivery exits", job_id, slot)
@@ -156,23 +153,20 @@ def _run(
         return
     handed_over = False
     try:
-        handed_over = _run_as(job, token=token, to_the_end=to_the_end, on_item=on_item, slot=slot)
+        handed_over = _run_as(job, seat=seat, to_the_end=to_the_end, on_item=on_item)
     finally:
-        if not handed_over and slot:
-            runner_slots.let_go(job_id=job_id, slot=slot, token=token)
-        elif not handed_over:
-            jobs.let_go_of_job(job_id=job_id, runner_token=token)
+        if not handed_over:
+            seat.let_go()
 
 
 def _run_as(
     job: RegenerationJob,
     *,
-    token: uuid.UUID,
+    seat: runner_slots.Seat,
     to_the_end: bool,
     on_item: Callable[[], None] | None,
-    slot: int = 0,
 ) -> bool:
-    """Work the job as its runner ``token``; True if it handed over to a new task."""
+    """Work the job from ``seat``; True if it handed over to a new task."""
     job_id = job.pk
     if job.state == JobState.QUEUED:
         try:
@@ -184,7 +178,7 @@ def _run_as(
     if job.kind == JobKind.UNDO:
         deadline = None if to_the_end else time.monotonic() + jobs.run_budget_seconds()
         worked, handed_over = undo_runner.work_undo(
-            job, token=token, deadline=deadline, on_item=on_item
+            job, token=seat.token, deadline=deadline, on_item=on_item
         )
         logger.info("undo job %s: this runner worked %s item(s)", job_id, worked)
         return handed_over
@@ -209,10 +203,9 @@ def _run_as(
         account=account,
         fallback=options.work in {gate.WorkKind.UPLOAD, gate.WorkKind.IMPORT}
         and row.heuristic_fallback,
-        runner_token=token,
-        slot=slot,
+        seat=seat,
     )
-    if not slot and not to_the_end and decision.uses_ai:
+    if not seat.slot and not to_the_end and decision.uses_ai:
         # Calls to make: the job's extra runners join (on a cluster; none inline).
         runner_slots.fill(job)
     deadline = None if to_the_end else time.monotonic() + jobs.run_budget_seconds()
@@ -401,7 +394,7 @@ def _work(
                 lease_tokens=flight.lease_tokens() + [item.lease_token for item in unsent],
                 seconds=lease,
             )
-        return _job_heartbeat(run, touch=touch)
+        return run.seat.heartbeat(touch=touch)
 
     def still_running() -> bool:
         return beat() == JobState.RUNNING and not over_time()
@@ -496,21 +489,5 @@ def _work(
         wants_hand_over = work()
     finally:
         flight.drain(beat=beat)
-    handed_over = wants_hand_over and _job_heartbeat(run, touch=True) == JobState.RUNNING
-    if handed_over and run.slot:
-        assert run.runner_token is not None
-        handed_over = runner_slots.hand_over(job, slot=run.slot, token=run.runner_token)
-    elif handed_over:
-        jobs.dispatch(job)
-    return flight.worked, handed_over
-
-
-def _job_heartbeat(run: steps.Run, *, touch: bool) -> str | None:
-    """The job's state, this runner's heartbeat written (``touch``); None once another
-    runner took this one's place."""
-    if run.slot:
-        assert run.runner_token is not None
-        return runner_slots.heartbeat(
-            job_id=run.job.pk, slot=run.slot, token=run.runner_token, touch=touch
-        )
-    return jobs.heartbeat(job_id=run.job.pk, runner_token=run.runner_token, touch=touch)
+    handed_over = wants_hand_over and run.seat.heartbeat() == JobState.RUNNING
+    return flight.worked, handed_over and run.seat.hand_over(job)

@@ -18,6 +18,7 @@ inline or in sync mode has its one runner.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -26,6 +27,47 @@ from django.utils import timezone
 
 from metadata import jobs
 from metadata.models import RegenerationJob, RunnerSlot
+
+
+@dataclass(frozen=True)
+class Seat:
+    """Where a runner sits: the job's first runner (slot 0: its token is on the job row,
+    jobs.take_over) or an extra one (its slot's row). The token proves it; once another
+    runner took the seat, its heartbeat answers None and it stops."""
+
+    job_id: int
+    token: uuid.UUID
+    slot: int = 0
+
+    def heartbeat(self, *, touch: bool = True) -> str | None:
+        """The job's state, this runner's heartbeat written (``touch``)."""
+        if self.slot:
+            return heartbeat(job_id=self.job_id, slot=self.slot, token=self.token, touch=touch)
+        return jobs.heartbeat(job_id=self.job_id, runner_token=self.token, touch=touch)
+
+    def hand_over(self, job: RegenerationJob) -> bool:
+        """Give the seat to a new task (this runner's time is up); False if it was lost."""
+        if self.slot:
+            return hand_over(job, slot=self.slot, token=self.token)
+        jobs.dispatch(job)
+        return True
+
+    def let_go(self) -> None:
+        """A runner that stops frees its seat."""
+        if self.slot:
+            let_go(job_id=self.job_id, slot=self.slot, token=self.token)
+        else:
+            jobs.let_go_of_job(job_id=self.job_id, runner_token=self.token)
+
+
+def take_seat(*, job_id: int, slot: int, dispatched: uuid.UUID | None, force: bool) -> Seat | None:
+    """The seat a delivered task was sent to (slot 0: the job's first runner, which a
+    process working the job inline, ``force``, takes in any case); None: exit at once."""
+    if slot:
+        token = take(job_id=job_id, slot=slot, dispatched=dispatched)
+    else:
+        token = jobs.take_over(job_id=job_id, dispatched=dispatched, force=force)
+    return None if token is None else Seat(job_id=job_id, token=token, slot=slot)
 
 
 def runners() -> int:

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
@@ -26,7 +25,7 @@ from billing.models import Account
 from mediaopt.library import images
 from mediaopt.library.fields import Source
 from mediaopt.library.models import MediaAsset
-from metadata import checking, generation, items, jobs, ratelimit
+from metadata import checking, generation, items, jobs, ratelimit, runner_slots
 from metadata.items import ClaimedItem
 from metadata.jobs import IllegalTransition
 from metadata.models import RegenerationJob, Settings
@@ -46,10 +45,9 @@ class Run:
     # The fallback rule: uploads and imports may fall back to the heuristic;
     # other jobs never do.
     fallback: bool
-    # This runner's token (jobs.take_over): its heartbeat stops it once another took over.
-    runner_token: uuid.UUID | None = None
-    # 0: the job's first runner; 1 and up: an extra runner (runner_slots.py).
-    slot: int = 0
+    # Where this runner sits (runner_slots.Seat): its heartbeat stops it once another
+    # runner took its place.
+    seat: runner_slots.Seat
 
     @functools.cached_property
     def limiter(self) -> ratelimit.Limiter:

@@ -167,8 +167,8 @@ class LibraryAdmin(admin.ModelAdmin):
     list_filter = (MissingAltTextFilter, "alt_text_source", "is_decorative")
     search_fields = SEARCH_FIELDS
     search_help_text = (
-        "Finds every word of 3 characters or more in the name, alt text, title, caption "
-        'or keywords; "quotes" keep a phrase together.'
+        f"Finds every word of {MIN_TERM} characters or more in the name, alt text, title, "
+        'caption or keywords; "quotes" keep a phrase together.'
     )
     # A COUNT(*) over a large library on every page view costs more than it tells: no
     # total beside a filtered count, and the count itself stops at 10,000.
